@@ -1,0 +1,151 @@
+"""Plain data carried between the stages of the pipeline, and the model seams."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One source file, read and decoded. ``path`` is POSIX, relative to the indexed root."""
+
+    path: str
+    title: str
+    text: str
+    format: str  # "markdown", "text", "rst" or "html"
+    doc_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A retrievable piece of a document, with everything needed to cite it."""
+
+    doc_path: str
+    title: str
+    heading_path: tuple[str, ...]
+    anchor: str
+    url: str
+    chunk_index: int
+    text: str
+
+    @property
+    def id(self) -> str:
+        """Stable primary key: the document path's digest and the chunk number."""
+        digest = hashlib.sha1(self.doc_path.encode("utf-8")).hexdigest()[:20]
+        return f"{digest}-{self.chunk_index:05d}"
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.heading_path)
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded and searched: the title and heading path make it stand alone."""
+        context = " > ".join([self.title, *self.heading_path]) if self.title else self.heading
+        return f"{context}\n\n{self.text}" if context else self.text
+
+    @property
+    def content_hash(self) -> str:
+        """Digest of the embedded text; an unchanged hash means the stored vector is reusable."""
+        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    chunk: Chunk
+    score: float  # retrieval score (RRF, inner product or BM25 depending on the mode)
+    rerank_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    number: int
+    title: str
+    url: str
+    path: str
+    heading: str
+
+
+class AnswerKind(StrEnum):
+    GENERATED = "generated"  # written by the LLM from the retrieved passages
+    EXTRACTIVE = "extractive"  # no LLM configured: the best passages, quoted
+    NOT_COVERED = "not_covered"  # the docs do not answer it; the LLM was not called
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation, oldest first when in a list."""
+
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(slots=True)
+class Answer:
+    question: str
+    text: str
+    kind: AnswerKind
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[ScoredChunk] = field(default_factory=list)
+    standalone_question: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    index_version: str = ""
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResult:
+    index: int  # position in the caller's list
+    score: float  # probability of "yes", in [0, 1]
+    document: str
+
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of items just finished, for progress bars."""
+
+
+class Embedder(Protocol):
+    """Turns text into L2-normalised float32 rows."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def instruction(self) -> str: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_documents(
+        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
+    ) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class Reranker(Protocol):
+    """Scores how well each document answers a query, as a probability."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+    ) -> list[float]: ...
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]: ...

@@ -1,0 +1,9 @@
+"""Session-wide fixtures live in tests/fixtures/; this file only registers them."""
+
+pytest_plugins = [
+    "tests.fixtures.models",
+    "tests.fixtures.milvus",
+    "tests.fixtures.openai_server",
+    "tests.fixtures.redis_db",
+    "tests.fixtures.slack_api",
+]
