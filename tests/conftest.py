@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.openai_server",
     "tests.fixtures.redis_db",
     "tests.fixtures.slack_api",
+    "tests.fixtures.bot",
 ]

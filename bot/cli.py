@@ -1,0 +1,41 @@
+"""The ``ragbot`` console script: the engine's commands plus ``serve`` and ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from bot.settings import BotSettings, load_bot_settings
+from rag_core import cli as core_cli
+from rag_core.settings import Settings
+
+
+def add_bot_commands(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run the Slack app (Socket Mode, or --http)")
+    serve.add_argument("--http", action="store_true", help="serve the Events API over HTTP")
+    serve.add_argument("--host", default="0.0.0.0", help="HTTP bind address")
+    serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    serve.set_defaults(handler=_cmd_serve)
+
+    worker = commands.add_parser("worker", help="answer queued questions (needs RAGBOT_REDIS_URL)")
+    worker.add_argument("--name", default=None, help="consumer name (default: host-pid)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(handler=_cmd_worker)
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.serve import serve
+
+    assert isinstance(settings, BotSettings)
+    return serve(settings, http=args.http, host=args.host, port=args.port)
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.worker_setup import run_worker_process
+
+    assert isinstance(settings, BotSettings)
+    return run_worker_process(settings, name=args.name, burst=args.burst)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return core_cli.main(argv, extend=add_bot_commands, load=load_bot_settings)

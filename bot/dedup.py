@@ -1,0 +1,118 @@
+"""Drop Slack events the app has already accepted.
+
+One mention arrives twice (an ``app_mention`` and a ``message`` event with different
+event ids but the same channel and ``ts``), and Slack re-sends any event not acknowledged
+within three seconds. The app calls ``first_time(f"event:{event_id}", f"msg:{channel}:{ts}")``
+and handles the event only when it returns ``True``.
+
+Only the standard library and redis are imported: the app process stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from rag_core.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+DEDUP_KEY = "dedup:"  # under the prefix: one string key per claimed event key
+DEFAULT_TTL_S = 3600.0
+
+T = TypeVar("T")
+
+# Claim every key not yet claimed (so a later event sharing any of them is also a
+# duplicate) and say whether all of them were new. KEYS: the keys; ARGV[1]: TTL in ms.
+_CLAIM_LUA = """
+local fresh = 1
+for _, key in ipairs(KEYS) do
+  if not redis.call('SET', key, '1', 'NX', 'PX', ARGV[1]) then fresh = 0 end
+end
+return fresh
+"""
+
+
+class RedisOutageLog:
+    """Runs Redis calls that have a safe fallback, logging one warning when Redis stops
+    answering and one info line when it answers again, not one warning per call.
+    Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, fallback_note: str) -> None:
+        self._log = logger
+        self._note = fallback_note
+        self._down = False
+        self._lock = threading.Lock()
+
+    def run(self, action: Callable[[], T], fallback: T) -> T:
+        """``action()``, or ``fallback`` when Redis cannot be reached."""
+        try:
+            result = action()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            with self._lock:
+                first, self._down = not self._down, True
+            if first:
+                self._log.warning("Redis unreachable (%s); %s until it is back", exc, self._note)
+            return fallback
+        if self._down:
+            with self._lock:
+                recovered, self._down = self._down, False
+            if recovered:
+                self._log.info("Redis reachable again; no longer %s", self._note)
+        return result
+
+
+class EventDeduplicator:
+    """Remembers event keys for ``ttl_s`` seconds, in Redis when a client is given.
+
+    With Redis, all app replicas share the memory and claiming several keys is one atomic
+    script. If Redis cannot be reached, :meth:`first_time` answers ``True``: a rare
+    duplicate answer is better than a question silently dropped (a warning is logged once
+    per outage). Without Redis it is per-process, with the same expiry.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | None,
+        *,
+        prefix: str = "ragbot:",
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        if ttl_s <= 0:
+            raise ConfigError(f"The de-duplication TTL must be positive, got {ttl_s}.")
+        self._redis = redis_client
+        self._prefix = f"{prefix}{DEDUP_KEY}"
+        self.ttl_s = ttl_s
+        self._script = redis_client.register_script(_CLAIM_LUA) if redis_client else None
+        self._outage = RedisOutageLog(log, "treating events as new")
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}  # key -> time.monotonic() expiry
+
+    def first_time(self, *keys: str) -> bool:
+        """True only for the first caller of every one of ``keys``; all are claimed for
+        ``ttl_s`` either way, so a later event sharing any of them is a duplicate too."""
+        if not keys or not all(keys):
+            raise InputError("Event de-duplication needs at least one non-empty key.")
+        script = self._script
+        if script is None:
+            return self._first_time_local(keys)
+        names = [f"{self._prefix}{key}" for key in keys]
+        ttl_ms = max(1, round(self.ttl_s * 1000))
+        return self._outage.run(lambda: bool(script(keys=names, args=[ttl_ms])), True)
+
+    def _first_time_local(self, keys: tuple[str, ...]) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+            fresh = all(self._seen.get(key, 0.0) <= now for key in keys)
+            for key in keys:
+                if self._seen.get(key, 0.0) <= now:
+                    self._seen[key] = now + self.ttl_s
+        return fresh

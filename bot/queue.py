@@ -1,0 +1,324 @@
+"""The Redis job queue between the Slack app and the workers.
+
+:class:`RedisJobQueue` keeps jobs in a Redis stream read by a consumer group, so any
+number of workers on any number of machines share them, and a job taken by a worker
+that dies is claimed by another once it has been idle ``stale_after_ms``.
+:class:`~bot.local_queue.InMemoryJobQueue` (re-exported here) is its single-process twin,
+used when no Redis URL is set. The contract they share is :class:`bot.jobs.JobQueue`.
+
+Life of a job: ``enqueue`` -> ``take`` -> (``touch`` while it runs) -> ``ack`` when done,
+``retry`` for a transient failure, ``fail`` for a permanent one. A job delivered more than
+``max_attempts`` times is moved to the dead-letter stream and ``take`` hands it over one
+last time with ``Delivery.exhausted`` set, so the worker can tell the user instead of
+running it again.
+
+Only the standard library and redis are imported: the app process stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import redis
+
+from bot.jobs import (
+    DEFAULT_PREFIX,
+    LEDGER_TTL_S,
+    DeadLetter,
+    Delivery,
+    Job,
+    JobLedger,
+    JobQueue,
+    QueueUnavailableError,
+    RedisJobLedger,
+    RetryJob,
+    check_queue_limits,
+    decode_text,
+    job_from_json,
+    job_to_json,
+    redis_unavailable_as,
+)
+from bot.local_queue import InMemoryJobLedger, InMemoryJobQueue
+from rag_core.errors import ConfigError
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "InMemoryJobLedger",
+    "InMemoryJobQueue",
+    "JobLedger",
+    "JobQueue",
+    "QueueUnavailableError",
+    "RedisJobLedger",
+    "RedisJobQueue",
+    "RetryJob",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM = "jobs"
+DEFAULT_GROUP = "workers"
+DEAD_SUFFIX = ":dead"  # {prefix}{stream}:dead, the dead-letter stream
+ERRORS_SUFFIX = ":errors"  # {prefix}{stream}:errors, last error per pending message id
+DEAD_LETTER_MAXLEN = 10_000
+
+T = TypeVar("T")
+
+# Reset the idle time of an entry, but only while ``consumer`` still owns it: a worker
+# whose job was already claimed by another must not steal it back.
+# KEYS[1] stream; ARGV group, consumer, message id, idle time to set (ms).
+_RECLAIM_LUA = """
+local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #owned == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+return 1
+"""
+
+
+def _field(fields: dict[Any, Any] | None, name: str) -> str:
+    if not fields:
+        return ""
+    return decode_text(fields.get(name.encode(), fields.get(name))) or ""
+
+
+def _stream_entries(reply: Any) -> list[tuple[Any, dict[Any, Any]]]:
+    """The entries of an XREADGROUP reply on one stream, whichever protocol shape it has."""
+    if not reply:
+        return []
+    streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
+    return [entry for entries in streams for entry in entries]
+
+
+class RedisJobQueue:
+    """Jobs in the Redis stream ``{prefix}{stream}`` read by consumer group ``group``.
+
+    The group is created on first use and again if a Redis restart lost it. The client
+    must have a socket timeout longer than the ``block_ms`` given to :meth:`take` (or
+    none). ``close`` leaves the client open: whoever built it closes it.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        stream: str = DEFAULT_STREAM,
+        group: str = DEFAULT_GROUP,
+        max_attempts: int = 3,
+        stale_after_ms: int = 60_000,
+    ) -> None:
+        check_queue_limits(max_attempts, stale_after_ms)
+        if not stream or not group:
+            raise ConfigError("The job queue needs a stream name and a consumer group name.")
+        self._redis = redis_client
+        self.stream_key = f"{prefix}{stream}"
+        self.dead_letter_key = f"{self.stream_key}{DEAD_SUFFIX}"
+        self._errors_key = f"{self.stream_key}{ERRORS_SUFFIX}"
+        self._group = group
+        self.max_attempts = max_attempts
+        self.stale_after_ms = stale_after_ms
+        self._reclaim = redis_client.register_script(_RECLAIM_LUA)
+        self._group_ready = False
+
+    def enqueue(self, job: Job) -> str:
+        with redis_unavailable_as("enqueue the job"):
+            message_id = self._redis.xadd(self.stream_key, {"job": job_to_json(job)})
+        return decode_text(message_id) or ""
+
+    def take(self, consumer: str, *, block_ms: int) -> Delivery | None:
+        if not consumer:
+            raise ConfigError("A worker needs a consumer name to take jobs.")
+        with redis_unavailable_as("take a job"):
+            return self._in_group(lambda: self._take(consumer, block_ms))
+
+    def ack(self, delivery: Delivery) -> None:
+        with redis_unavailable_as("acknowledge the job"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(self.stream_key, self._group, delivery.message_id)
+            pipe.xdel(self.stream_key, delivery.message_id)
+            pipe.hdel(self._errors_key, delivery.message_id)
+            pipe.execute()
+
+    def retry(self, delivery: Delivery, error: str, *, delay_ms: int = 0) -> bool:
+        with redis_unavailable_as("put the job back"):
+            if delivery.attempts >= self.max_attempts:
+                self._bury(delivery.message_id, job_to_json(delivery.job), error, delivery.attempts)
+                return False
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._errors_key, delivery.message_id, error)
+            pipe.expire(self._errors_key, LEDGER_TTL_S)
+            pipe.execute()
+            # Make it look idle for (stale_after_ms - delay_ms) already: the next take
+            # anywhere claims it once delay_ms has passed.
+            idle_ms = max(0, self.stale_after_ms - max(0, delay_ms))
+            self._reclaim_if_owned(delivery, idle_ms)
+        return True
+
+    def fail(self, delivery: Delivery, error: str) -> None:
+        with redis_unavailable_as("record the failed job"):
+            self._bury(delivery.message_id, job_to_json(delivery.job), error, delivery.attempts)
+
+    def touch(self, delivery: Delivery) -> bool:
+        with redis_unavailable_as("extend the job's lease"):
+            return self._reclaim_if_owned(delivery, 0)
+
+    def claim_stale(
+        self, consumer: str, *, min_idle_ms: int | None = None, count: int = 10
+    ) -> list[Delivery]:
+        idle = self.stale_after_ms if min_idle_ms is None else min_idle_ms
+        with redis_unavailable_as("claim stale jobs"):
+            return self._in_group(lambda: self._claim(consumer, idle, count))
+
+    def depth(self) -> int:
+        with redis_unavailable_as("read the queue depth"):
+            return int(self._redis.xlen(self.stream_key))
+
+    def dead_letters(self, count: int = 20) -> list[DeadLetter]:
+        with redis_unavailable_as("read the dead letters"):
+            entries = self._redis.xrevrange(self.dead_letter_key, "+", "-", count=count)
+        return [
+            DeadLetter(
+                message_id=_field(fields, "message_id"),
+                payload=_field(fields, "job"),
+                error=_field(fields, "error"),
+                attempts=int(_field(fields, "attempts") or 0),
+                failed_at=float(_field(fields, "failed_at") or 0.0),
+            )
+            for _, fields in entries
+        ]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return False
+
+    def close(self) -> None:
+        """Nothing to release: the Redis client belongs to the caller."""
+
+    # -- internals ----------------------------------------------------------------
+
+    def _in_group(self, action: Callable[[], T]) -> T:
+        """Run ``action`` once the consumer group exists, recreating it if Redis lost it."""
+        if not self._group_ready:
+            self._create_group()
+        try:
+            return action()
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group %s vanished; recreating it", self._group)
+            self._create_group()
+            return action()
+
+    def _create_group(self) -> None:
+        try:
+            self._redis.xgroup_create(self.stream_key, self._group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _take(self, consumer: str, block_ms: int) -> Delivery | None:
+        claimed = self._claim(consumer, self.stale_after_ms, 1)
+        if claimed:
+            return claimed[0]
+        reply = self._redis.xreadgroup(
+            self._group,
+            consumer,
+            {self.stream_key: ">"},
+            count=1,
+            block=block_ms if block_ms > 0 else None,
+        )
+        for message_id, fields in _stream_entries(reply):
+            return self._deliver(decode_text(message_id) or "", fields, consumer, 1)
+        return None
+
+    def _claim(self, consumer: str, min_idle_ms: int, count: int) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        cursor = "0-0"
+        while len(deliveries) < count:
+            reply = self._redis.xautoclaim(
+                self.stream_key,
+                self._group,
+                consumer,
+                min_idle_ms,
+                start_id=cursor,
+                count=count - len(deliveries),
+            )
+            for raw_id, fields in reply[1]:
+                message_id = decode_text(raw_id) or ""
+                if fields is None:  # deleted meanwhile (Redis 6.2 reports these inline)
+                    self._redis.xack(self.stream_key, self._group, message_id)
+                    continue
+                delivery = self._deliver(message_id, fields, consumer, self._attempts(message_id))
+                if delivery is not None:
+                    deliveries.append(delivery)
+            cursor = decode_text(reply[0]) or "0-0"
+            if cursor == "0-0":
+                break
+        return deliveries
+
+    def _attempts(self, message_id: str) -> int:
+        pending = self._redis.xpending_range(
+            self.stream_key, self._group, min=message_id, max=message_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    def _deliver(
+        self, message_id: str, fields: dict[Any, Any], consumer: str, attempts: int
+    ) -> Delivery | None:
+        """A :class:`Delivery`, or ``None`` for an unreadable payload (dead-lettered)."""
+        payload = _field(fields, "job")
+        try:
+            job = job_from_json(payload)
+        except ValueError as exc:
+            log.error("dead-lettering unreadable job %s: %s", message_id, exc)
+            self._bury(message_id, payload, f"unreadable job: {exc}", attempts)
+            return None
+        last_error = ""
+        if attempts > 1:
+            last_error = decode_text(self._redis.hget(self._errors_key, message_id)) or ""
+        delivery = Delivery(job, message_id, attempts, consumer, last_error=last_error)
+        if attempts <= self.max_attempts:
+            return delivery
+        error = last_error or f"no worker finished it in {self.max_attempts} attempts"
+        log.warning("job %s delivered %d times; dead-lettered: %s", job.job_id, attempts, error)
+        self._bury(message_id, payload, error, attempts)
+        return replace(delivery, exhausted=True, last_error=error)
+
+    def _bury(self, message_id: str, payload: str, error: str, attempts: int) -> None:
+        """Move one entry to the dead-letter stream, atomically."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(
+            self.dead_letter_key,
+            {
+                "job": payload,
+                "error": error,
+                "attempts": attempts,
+                "message_id": message_id,
+                "failed_at": f"{time.time():.3f}",
+            },
+            maxlen=DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
+        pipe.xack(self.stream_key, self._group, message_id)
+        pipe.xdel(self.stream_key, message_id)
+        pipe.hdel(self._errors_key, message_id)
+        pipe.execute()
+
+    def _reclaim_if_owned(self, delivery: Delivery, idle_ms: int) -> bool:
+        try:
+            owned = self._reclaim(
+                keys=[self.stream_key],
+                args=[self._group, delivery.consumer, delivery.message_id, idle_ms],
+            )
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return False
+            raise
+        return bool(owned)

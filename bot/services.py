@@ -1,0 +1,23 @@
+"""The long-lived collaborators the listeners and the worker share, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.conversation_state import ReindexLock, ThreadRegistry
+from bot.dedup import EventDeduplicator
+from bot.feedback import FeedbackStore
+from bot.queue import JobQueue
+from bot.ratelimit import RateLimiter
+from bot.settings import BotSettings
+
+
+@dataclass(slots=True)
+class BotServices:
+    settings: BotSettings
+    queue: JobQueue
+    dedup: EventDeduplicator
+    rate_limiter: RateLimiter
+    feedback: FeedbackStore
+    threads: ThreadRegistry
+    reindex_lock: ReindexLock

@@ -1,0 +1,61 @@
+"""Settings of the Slack app and its workers: the engine's settings plus Slack and Redis.
+
+Slack's own variables keep their usual names (``SLACK_BOT_TOKEN``, ``SLACK_APP_TOKEN``,
+``SLACK_SIGNING_SECRET``); everything else has the ``RAGBOT_`` prefix.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from rag_core.settings import Settings
+
+
+class BotSettings(Settings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    slack_bot_token: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_BOT_TOKEN", "RAGBOT_SLACK_BOT_TOKEN")
+    )
+    slack_app_token: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_APP_TOKEN", "RAGBOT_SLACK_APP_TOKEN")
+    )
+    slack_signing_secret: str = Field(
+        default="",
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "RAGBOT_SLACK_SIGNING_SECRET"),
+    )
+    slack_api_url: str = "https://slack.com/api/"
+    admin_user_ids: str = Field(default="", description="Comma-separated Slack user ids.")
+
+    redis_url: str = ""
+    redis_prefix: str = "ragbot:"
+
+    rate_limit: int = Field(default=10, ge=0, description="Questions per user per window; 0 = off.")
+    rate_window_s: int = Field(default=60, ge=1)
+    answer_cache_ttl_s: int = Field(default=24 * 3600, ge=0)
+    embedding_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    dedup_ttl_s: int = Field(default=3600, ge=60)
+    job_stale_after_s: float = Field(default=120.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    history_max_messages: int = Field(default=12, ge=0)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.admin_user_ids.split(",") if u.strip())
+
+
+def load_bot_settings(**overrides: object) -> BotSettings:
+    return BotSettings(**overrides)  # type: ignore[arg-type]

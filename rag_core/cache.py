@@ -1,0 +1,228 @@
+"""Redis caches for query embeddings and whole answers.
+
+Both are optional: callers hold ``QueryEmbeddingCache | None`` and ``AnswerCache | None``
+and skip the cache on ``None``, so there is no no-op cache class. Both degrade to a miss
+(``get``) or a no-op (``put``) while Redis cannot be reached, logging one warning per
+outage; redis-py reconnects by itself when Redis returns.
+
+Keys (under ``prefix``):
+
+- ``qemb:{model}:{dim}:{sha256(instruction)[:16]}:{sha256(text)}`` -> float32 bytes
+- ``answer:{index_version}:{sha256(settings_key)[:16]}:{sha256(normalised question)}``
+  -> the :class:`~rag_core.types.Answer` as JSON. A re-index changes the index version,
+  so stale answers are simply never read again and expire with their TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from typing import Any, TypeVar
+
+import numpy as np
+import redis
+
+from rag_core.errors import ConfigError, InputError
+from rag_core.types import Answer, AnswerKind, Chunk, Citation, ScoredChunk
+
+log = logging.getLogger(__name__)
+
+EMBED_KEY = "qemb:"
+ANSWER_KEY = "answer:"
+DEFAULT_EMBED_TTL_S = 7 * 86_400
+DEFAULT_ANSWER_TTL_S = 86_400
+
+T = TypeVar("T")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def normalise_question(question: str) -> str:
+    """Whitespace collapsed and case folded: "How  do I X?" and "how do i x?" share a key."""
+    return " ".join(question.split()).casefold()
+
+
+class _RedisOutage:
+    """Runs cache calls, returning a fallback while Redis is unreachable; one warning per
+    outage and one info line on recovery. Thread-safe."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._down = False
+        self._lock = threading.Lock()
+
+    def run(self, action: Callable[[], T], fallback: T) -> T:
+        try:
+            result = action()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            with self._lock:
+                first, self._down = not self._down, True
+            if first:
+                log.warning(
+                    "Redis unreachable (%s); %s cache disabled until it is back", exc, self._what
+                )
+            return fallback
+        if self._down:
+            with self._lock:
+                recovered, self._down = self._down, False
+            if recovered:
+                log.info("Redis reachable again; %s cache enabled", self._what)
+        return result
+
+
+def _check_ttl(ttl_s: int) -> None:
+    if ttl_s < 1:
+        raise ConfigError(f"A cache TTL must be at least 1 second, got {ttl_s}.")
+
+
+class QueryEmbeddingCache:
+    """Query vectors by model, output size, instruction and text, kept ``ttl_s`` seconds.
+
+    Vectors are stored as little-endian float32 bytes, so the client must return bytes
+    (``decode_responses=False``, redis-py's default).
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        prefix: str = "ragbot:",
+        ttl_s: int = DEFAULT_EMBED_TTL_S,
+    ) -> None:
+        _check_ttl(ttl_s)
+        if redis_client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigError("The embedding cache needs a Redis client with decode_responses off.")
+        self._redis = redis_client
+        self._prefix = f"{prefix}{EMBED_KEY}"
+        self.ttl_s = ttl_s
+        self._outage = _RedisOutage("query embedding")
+
+    def key(self, model_id: str, dim: int, instruction: str, text: str) -> str:
+        return f"{self._prefix}{model_id}:{dim}:{_sha256(instruction)[:16]}:{_sha256(text)}"
+
+    def get(self, model_id: str, dim: int, instruction: str, text: str) -> np.ndarray | None:
+        """The cached float32 vector of shape ``(dim,)``, or ``None`` on a miss."""
+        key = self.key(model_id, dim, instruction, text)
+        raw = self._outage.run(lambda: self._redis.get(key), None)
+        if not isinstance(raw, bytes) or len(raw) != dim * 4:
+            return None
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+    def put(self, model_id: str, dim: int, instruction: str, text: str, vector: np.ndarray) -> None:
+        """Store ``vector`` (any float dtype, ``dim`` values) for ``ttl_s`` seconds."""
+        row = np.asarray(vector, dtype="<f4").reshape(-1)
+        if row.size != dim:
+            raise InputError(f"A {dim}-dimensional cache entry cannot hold {row.size} values.")
+        key = self.key(model_id, dim, instruction, text)
+        self._outage.run(lambda: self._redis.set(key, row.tobytes(), ex=self.ttl_s), None)
+
+
+class AnswerCache:
+    """Whole answers by index version, settings and normalised question.
+
+    Answers with an empty ``index_version`` are neither stored nor looked up: without a
+    version a re-index could not invalidate them.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        prefix: str = "ragbot:",
+        ttl_s: int = DEFAULT_ANSWER_TTL_S,
+    ) -> None:
+        _check_ttl(ttl_s)
+        self._redis = redis_client
+        self._prefix = f"{prefix}{ANSWER_KEY}"
+        self.ttl_s = ttl_s
+        self._outage = _RedisOutage("answer")
+
+    def key(self, index_version: str, question: str, *, settings_key: str) -> str:
+        digest = _sha256(normalise_question(question))
+        return f"{self._prefix}{index_version}:{_sha256(settings_key)[:16]}:{digest}"
+
+    def get(self, index_version: str, question: str, *, settings_key: str) -> Answer | None:
+        """The stored answer with ``cached=True``, or ``None`` on a miss."""
+        if not index_version:
+            return None
+        key = self.key(index_version, question, settings_key=settings_key)
+        raw = self._outage.run(lambda: self._redis.get(key), None)
+        if raw is None:
+            return None
+        try:
+            answer = answer_from_dict(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable cached answer %s: %s", key, exc)
+            return None
+        answer.cached = True
+        return answer
+
+    def put(self, index_version: str, question: str, answer: Answer, *, settings_key: str) -> None:
+        """Store ``answer`` for ``ttl_s`` seconds (side effect: one Redis SET)."""
+        if not index_version:
+            return
+        key = self.key(index_version, question, settings_key=settings_key)
+        payload = json.dumps(answer_to_dict(answer), ensure_ascii=False)
+        self._outage.run(lambda: self._redis.set(key, payload, ex=self.ttl_s), None)
+
+
+def answer_to_dict(answer: Answer) -> dict[str, Any]:
+    """A JSON-ready dict of the whole answer: citations, passages with their chunks, timings."""
+    return {
+        "question": answer.question,
+        "text": answer.text,
+        "kind": answer.kind.value,
+        "citations": [asdict(citation) for citation in answer.citations],
+        "passages": [
+            {
+                "chunk": {**asdict(p.chunk), "heading_path": list(p.chunk.heading_path)},
+                "score": p.score,
+                "rerank_score": p.rerank_score,
+            }
+            for p in answer.passages
+        ],
+        "standalone_question": answer.standalone_question,
+        "timings_ms": dict(answer.timings_ms),
+        "index_version": answer.index_version,
+        "cached": answer.cached,
+    }
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of ``cls`` (older/newer writers tolerated)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def answer_from_dict(data: dict[str, Any]) -> Answer:
+    """Rebuild an :class:`Answer` from :func:`answer_to_dict` output.
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` for a dict of another shape.
+    """
+    passages = [
+        ScoredChunk(
+            chunk=Chunk(
+                **{**_known(Chunk, p["chunk"]), "heading_path": tuple(p["chunk"]["heading_path"])}
+            ),
+            score=float(p["score"]),
+            rerank_score=None if p.get("rerank_score") is None else float(p["rerank_score"]),
+        )
+        for p in data.get("passages", [])
+    ]
+    return Answer(
+        question=data["question"],
+        text=data["text"],
+        kind=AnswerKind(data["kind"]),
+        citations=[Citation(**_known(Citation, c)) for c in data.get("citations", [])],
+        passages=passages,
+        standalone_question=data.get("standalone_question", ""),
+        timings_ms={k: float(v) for k, v in data.get("timings_ms", {}).items()},
+        index_version=data.get("index_version", ""),
+        cached=bool(data.get("cached", False)),
+    )

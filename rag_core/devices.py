@@ -1,0 +1,135 @@
+"""Where the models run, and where their files come from.
+
+torch and huggingface_hub are imported inside the functions, so importing this module
+costs nothing; only the model modules call it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag_core.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def resolve_device(name: str | None) -> str:
+    """Turn a configured device name into one torch can use here.
+
+    ``None`` or ``"auto"`` picks CUDA, then Apple's MPS, then the CPU. An explicit
+    name is checked against the hardware, so a missing GPU is a :class:`ConfigError`
+    at start-up rather than a crash on the first question.
+    """
+    import torch
+
+    wanted = "auto" if name is None else name.strip().lower()
+    if wanted in {"", "auto"}:
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if not _DEVICE_PATTERN.match(wanted):
+        raise ConfigError(
+            f"Unknown device {name!r} in RAGBOT_DEVICE; use auto, cpu, cuda, cuda:N or mps."
+        )
+    if wanted.startswith("cuda"):
+        _check_cuda(wanted)
+    if wanted == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("RAGBOT_DEVICE is mps but MPS is not available here; use auto or cpu.")
+    return wanted
+
+
+def _check_cuda(wanted: str) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"RAGBOT_DEVICE is {wanted} but no CUDA GPU is available here; use auto or cpu."
+        )
+    index = int(wanted.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(
+            f"RAGBOT_DEVICE is {wanted} but only {count} CUDA device(s) exist (cuda:0 to "
+            f"cuda:{count - 1})."
+        )
+
+
+def torch_dtype_for(device: str) -> torch.dtype:
+    """bfloat16 on CUDA (half the memory, tensor cores); float32 elsewhere for exact results."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """What to hand to ``from_pretrained``: a folder or hub id, and whether to stay offline."""
+
+    location: str
+    local_files_only: bool
+
+
+def locate_model(name: str, *, hint: str) -> ModelSource:
+    """Find a model's files before loading it, failing fast with a clear message.
+
+    ``name`` is a local folder or a Hugging Face hub id; ``hint`` ends the error
+    message and says how to configure another model. A hub id is used
+    from the local cache without touching the network when the hub does not answer
+    within a few seconds (or ``HF_HUB_OFFLINE`` is set), instead of the hub client's
+    retries that take half a minute.
+
+    Raises:
+        ModelLoadError: the folder does not exist or holds no ``config.json``, or the
+            hub id is neither cached here nor downloadable.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"Model folder {path} has no config.json; {hint}.")
+        return ModelSource(location=str(path), local_files_only=True)
+    if _looks_like_path(name):
+        raise ModelLoadError(f"Model folder {name} does not exist; {hint}.")
+    return _locate_on_hub(name, hint)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _locate_on_hub(repo_id: str, hint: str) -> ModelSource:
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except HFValidationError as error:
+        raise ModelLoadError(
+            f"Model {repo_id!r} is not a valid hub id ({error}); {hint}."
+        ) from None
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return ModelSource(location=repo_id, local_files_only=True)
+        raise ModelLoadError(
+            f"Model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            f"{hint}."
+        )
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=_HUB_PROBE_TIMEOUT_S)
+    except Exception as error:  # any failure means: do not wait on the hub again
+        if cached:
+            return ModelSource(location=repo_id, local_files_only=True)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelLoadError(
+            f"Model {repo_id} is neither cached here nor downloadable from the Hugging Face "
+            f"hub ({reason}); {hint}."
+        ) from None
+    return ModelSource(location=repo_id, local_files_only=False)

@@ -1,0 +1,296 @@
+"""Answers written by an OpenAI-compatible chat model, with numbered citations.
+
+:func:`build_openai_client` is called once at start-up; the client's own retry
+loop (exponential backoff with jitter, honouring ``Retry-After`` and
+``retry-after-ms``) repeats requests that time out, fail to connect, or get
+HTTP 408, 409, 429 or 5xx. :class:`ChatGenerator` turns what is left after
+those retries into a one-line :class:`~rag_core.errors.GenerationError`.
+
+When no model is configured, :func:`extractive_answer` quotes the best passages
+instead; :func:`not_covered_answer` is the reply when retrieval found nothing
+good enough to answer from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from rag_core.citations import citation_for, extract_citations
+from rag_core.errors import ConfigError, GenerationError, InputError
+from rag_core.prompts import Message, answer_messages, condense_messages
+from rag_core.types import Citation, ScoredChunk, Turn
+
+__all__ = [
+    "BUSY_MESSAGE",
+    "EXTRACTIVE_LABEL",
+    "NOT_COVERED_TEXT",
+    "ChatGenerator",
+    "GeneratedAnswer",
+    "build_openai_client",
+    "extract_citations",
+    "extractive_answer",
+    "not_covered_answer",
+]
+
+log = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+LOCAL_API_KEY = "not-needed"
+"""Sent when only a base URL is set: local OpenAI-compatible servers ignore the key."""
+
+BUSY_MESSAGE = "The answer service is busy; try again in a minute."
+EXTRACTIVE_LABEL = (
+    "No language model is configured, so here are the most relevant passages from the docs:"
+)
+NOT_COVERED_TEXT = "The docs don't seem to cover this."
+CONDENSE_MAX_TOKENS = 200
+
+_THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
+_KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9*_.\-]{4,}")
+_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "。", "！", "？")
+
+
+def build_openai_client(
+    *, api_key: str, base_url: str, timeout_s: float, max_retries: int
+) -> openai.OpenAI:
+    """An ``openai.OpenAI`` client for OpenAI itself or any compatible server.
+
+    ``timeout_s`` bounds each attempt (connect, read and write, in seconds);
+    ``max_retries`` is how many times the client repeats a failed attempt. An
+    empty ``base_url`` means OpenAI; an empty ``api_key`` with a base URL sends a
+    placeholder. Nothing is read from the environment and no request is made.
+    """
+    if not api_key and not base_url:
+        raise ConfigError("Set OPENAI_API_KEY or RAGBOT_LLM_BASE_URL to use a language model.")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"RAGBOT_LLM_BASE_URL must start with http:// or https://: {base_url!r}.")
+    if timeout_s <= 0:
+        raise ConfigError(f"RAGBOT_LLM_TIMEOUT_S must be positive, not {timeout_s}.")
+    if max_retries < 0:
+        raise ConfigError(f"RAGBOT_LLM_MAX_RETRIES must be 0 or more, not {max_retries}.")
+    return openai.OpenAI(
+        api_key=api_key or LOCAL_API_KEY,
+        base_url=base_url or OPENAI_BASE_URL,
+        timeout=timeout_s,
+        max_retries=max_retries,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedAnswer:
+    """Answer text whose ``[n]`` markers match ``citations[n-1]`` and ``passages[n-1]``."""
+
+    text: str
+    citations: list[Citation]
+    passages: list[ScoredChunk]
+
+
+class ChatGenerator:
+    """Writes cited answers and standalone follow-up questions with a chat model.
+
+    Each call is one Chat Completions request (plus the client's retries); the
+    client is shared and thread-safe, so one generator serves every worker thread.
+    """
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        model: str,
+        temperature: float = 0.1,
+        max_tokens: int = 800,
+    ) -> None:
+        if not model.strip():
+            raise ConfigError("RAGBOT_LLM_MODEL is empty; name the chat model to use.")
+        if not 0.0 <= temperature <= 2.0:
+            raise ConfigError(f"The LLM temperature must be between 0 and 2, not {temperature}.")
+        if max_tokens < 1:
+            raise ConfigError(f"The LLM max_tokens must be at least 1, not {max_tokens}.")
+        self.client = client
+        self.model = model.strip()
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL without credentials, query or trailing slash, for messages and logs."""
+        parts = urlsplit(str(self.client.base_url))
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    def answer(
+        self, question: str, passages: Sequence[ScoredChunk], *, history: Sequence[Turn] = ()
+    ) -> GeneratedAnswer:
+        """Answer ``question`` from ``passages`` (numbered from 1 in the prompt), citing them.
+
+        ``history`` is the earlier conversation, oldest first; the most recent turns
+        that fit a budget are sent. Raises :class:`GenerationError` when the model
+        fails or returns nothing, :class:`InputError` for an empty question.
+        """
+        if not question.strip():
+            raise InputError("The question is empty.")
+        messages = answer_messages(question, passages, history)
+        text = self._complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        if not text:
+            raise GenerationError(
+                f"The language model {self.model} at {self.base_url} returned an empty answer."
+            )
+        text, citations, cited = extract_citations(text, passages)
+        return GeneratedAnswer(text=text, citations=citations, passages=cited)
+
+    def condense(self, question: str, history: Sequence[Turn]) -> str:
+        """Rewrite a follow-up (``"and on Windows?"``) as a question that stands alone.
+
+        Returns ``question`` unchanged, without a request, when ``history`` is empty,
+        and also when the model's reply is empty. Raises :class:`GenerationError`.
+        """
+        if not any(turn.text.strip() for turn in history):
+            return question
+        messages = condense_messages(question, history)
+        reply = self._complete(messages, temperature=0.0, max_tokens=CONDENSE_MAX_TOKENS)
+        return _clean_rewrite(reply) or question
+
+    def _complete(self, messages: list[Message], *, temperature: float, max_tokens: int) -> str:
+        """One chat completion; the reply text with any leading ``<think>`` block removed."""
+        try:
+            completion = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+        except openai.APIError as error:
+            raise self._error(error) from error
+        if not completion.choices:
+            return ""
+        choice = completion.choices[0]
+        if choice.finish_reason == "length":
+            log.warning("Answer from %s was cut at max_tokens=%d", self.model, max_tokens)
+        return _THINKING.sub("", choice.message.content or "").strip()
+
+    def _timeout_s(self) -> float:
+        """Seconds each attempt may take, from the client (a number or an httpx timeout)."""
+        timeout = self.client.timeout
+        seconds = getattr(timeout, "read", timeout)
+        return float(seconds) if isinstance(seconds, int | float) else float("inf")
+
+    def _error(self, error: openai.APIError) -> GenerationError:
+        """A one-line, user-facing error that names the model and server, never the key."""
+        where = f"{self.model} at {self.base_url}"
+        detail = _summarise(error, secret=self.client.api_key)
+        if isinstance(error, openai.RateLimitError):
+            if error.code == "insufficient_quota":
+                return GenerationError(f"The language model {where} is out of quota: {detail}")
+            return GenerationError(BUSY_MESSAGE, busy=True)
+        if isinstance(error, openai.APITimeoutError):
+            return GenerationError(
+                f"The language model {where} timed out after {self._timeout_s():g} s."
+            )
+        if isinstance(error, openai.APIConnectionError):
+            return GenerationError(f"Could not connect to the language model {where}.")
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            if status >= 500:
+                return GenerationError(
+                    f"The language model {where} failed with HTTP {status}; try again later."
+                )
+            if status in (401, 403):
+                return GenerationError(
+                    f"The language model server at {self.base_url} refused the API key "
+                    f"(HTTP {status}): {detail}"
+                )
+            if status == 404:
+                return GenerationError(
+                    f"The model {self.model} was not found at {self.base_url} (HTTP 404): {detail}"
+                )
+            return GenerationError(
+                f"The language model {where} rejected the request (HTTP {status}): {detail}"
+            )
+        return GenerationError(f"The language model {where} sent an unusable reply: {detail}")
+
+
+def extractive_answer(
+    question: str,
+    passages: Sequence[ScoredChunk],
+    *,
+    max_passages: int = 3,
+    max_chars: int = 700,
+) -> GeneratedAnswer:
+    """The best passages quoted as they are, for when no language model is configured.
+
+    The first line says so; each of the first ``max_passages`` passages follows as
+    a ``[n] title`` line and a Markdown quote cut near ``max_chars`` characters at a
+    line or sentence end. With no passages this is :func:`not_covered_answer`.
+    """
+    if max_passages < 1 or max_chars < 1:
+        raise InputError("max_passages and max_chars must both be at least 1.")
+    chosen = list(passages[:max_passages])
+    if not chosen:
+        return not_covered_answer(question, ())
+    sections = [EXTRACTIVE_LABEL]
+    for number, passage in enumerate(chosen, start=1):
+        chunk = passage.chunk
+        label = chunk.title or chunk.doc_path
+        if chunk.heading and chunk.heading != chunk.title:
+            label = f"{label} — {chunk.heading}"
+        sections.append(f"**[{number}] {label}**\n{_quote(_excerpt(chunk.text, max_chars))}")
+    citations = [citation_for(passage, n) for n, passage in enumerate(chosen, start=1)]
+    return GeneratedAnswer(text="\n\n".join(sections), citations=citations, passages=chosen)
+
+
+def not_covered_answer(question: str, closest: Sequence[ScoredChunk]) -> GeneratedAnswer:
+    """Says the docs don't cover ``question``; the ``closest`` passages become its sources."""
+    text = NOT_COVERED_TEXT
+    if closest:
+        text += " The closest matches are listed below."
+    citations = [citation_for(passage, n) for n, passage in enumerate(closest, start=1)]
+    return GeneratedAnswer(text=text, citations=citations, passages=list(closest))
+
+
+def _clean_rewrite(reply: str) -> str:
+    """The first non-empty line of a rewrite, without a label or surrounding quotes."""
+    line = next((line.strip() for line in reply.splitlines() if line.strip()), "")
+    line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
+    return line.strip().strip("\"'“”«»").strip()
+
+
+def _summarise(error: openai.APIError, *, secret: str) -> str:
+    """The server's own error message on one line, at most 200 characters, keys masked."""
+    body = error.body
+    message = body.get("message") if isinstance(body, dict) else body
+    if not isinstance(message, str) or not message.strip():
+        message = error.message
+    message = " ".join(message.split())
+    if len(secret) >= 4:
+        message = message.replace(secret, "***")
+    message = _KEY_LIKE.sub(r"\1-***", message)
+    if len(message) > 200:
+        message = message[:199].rstrip() + "…"
+    return message if message.endswith((".", "!", "?", "…")) else f"{message}."
+
+
+def _excerpt(text: str, max_chars: int) -> str:
+    """``text`` cut at the last line or sentence end before ``max_chars``, marked with ``…``."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    window = text[: max_chars + 1]
+    cut = max(window.rfind("\n"), *(window.rfind(end) + 1 for end in _SENTENCE_ENDS))
+    if cut < max_chars // 2:
+        cut = window.rfind(" ")
+    if cut < max_chars // 2:
+        cut = max_chars
+    excerpt = text[:cut].rstrip() + " …"
+    fences = sum(1 for line in excerpt.splitlines() if line.lstrip().startswith(("```", "~~~")))
+    return excerpt + "\n```" if fences % 2 else excerpt
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())

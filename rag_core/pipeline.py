@@ -1,0 +1,204 @@
+"""Question -> query embedding -> Milvus candidates -> rerank -> top-n -> answer.
+
+Plain calls, one method per stage, each stage timed in milliseconds so a slow
+answer can be explained from the log line alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag_core.cache import AnswerCache, QueryEmbeddingCache
+from rag_core.errors import InputError
+from rag_core.generation import (
+    ChatGenerator,
+    GeneratedAnswer,
+    extractive_answer,
+    not_covered_answer,
+)
+from rag_core.questions import validate_question
+from rag_core.settings import SearchMode, Settings
+from rag_core.store import MilvusStore
+from rag_core.types import Answer, AnswerKind, Embedder, Reranker, ScoredChunk, Turn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Retrieval:
+    """Candidates as Milvus returned them and the final passages after reranking."""
+
+    question: str
+    candidates: list[ScoredChunk]
+    passages: list[ScoredChunk]
+    reranked: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best_rerank_score(self) -> float | None:
+        scores = [p.rerank_score for p in self.passages if p.rerank_score is not None]
+        return max(scores) if scores else None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round((time.perf_counter() - start) * 1000, 1)
+
+
+class RagPipeline:
+    """The two-stage retrieval pipeline and the answer step, built once and shared."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder,
+        store: MilvusStore,
+        reranker: Reranker | None = None,
+        generator: ChatGenerator | None = None,
+        query_cache: QueryEmbeddingCache | None = None,
+        answer_cache: AnswerCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.reranker = reranker
+        self.generator = generator
+        self.query_cache = query_cache
+        self.answer_cache = answer_cache
+
+    # -- stages -----------------------------------------------------------------
+
+    def embed_query(self, question: str) -> np.ndarray:
+        """One L2-normalised query vector, served from the cache when possible."""
+        key = (self.embedder.model_id, self.embedder.dim, self.embedder.instruction, question)
+        if self.query_cache is not None:
+            cached = self.query_cache.get(*key)
+            if cached is not None:
+                return cached
+        vector = self.embedder.embed_queries([question])[0]
+        if self.query_cache is not None:
+            self.query_cache.put(*key, vector)
+        return vector
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        mode: SearchMode | None = None,
+        candidates: int | None = None,
+        top_n: int | None = None,
+        rerank: bool | None = None,
+    ) -> Retrieval:
+        """Search Milvus for candidates, rerank them, keep the best ``top_n``."""
+        mode = self.settings.search_mode if mode is None else mode
+        candidates = self.settings.candidates if candidates is None else candidates
+        top_n = self.settings.top_n if top_n is None else top_n
+        use_reranker = self.reranker is not None if rerank is None else rerank
+        if use_reranker and self.reranker is None:
+            raise InputError("Reranking was asked for but no reranker is configured.")
+        timings: dict[str, float] = {}
+        vector = None
+        if mode != "bm25":
+            with _timed(timings, "embed"):
+                vector = self.embed_query(question)
+        with _timed(timings, "search"):
+            found = self.store.search(
+                query_vector=vector, query_text=question, mode=mode, limit=candidates
+            )
+        if not use_reranker or not found:
+            return Retrieval(question, found, found[:top_n], False, timings)
+        assert self.reranker is not None
+        with _timed(timings, "rerank"):
+            scores = self.reranker.score(question, [c.chunk.embed_text for c in found])
+        rescored = [
+            ScoredChunk(c.chunk, c.score, s) for c, s in zip(found, scores, strict=True)
+        ]
+        rescored.sort(key=lambda c: c.rerank_score or 0.0, reverse=True)
+        return Retrieval(question, found, rescored[:top_n], True, timings)
+
+    def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
+        """Rewrite a follow-up so it can be searched on its own."""
+        if not history:
+            return question
+        if self.generator is not None:
+            return self.generator.condense(question, history)
+        previous = [t.text for t in history if t.role == "user"]
+        return f"{previous[-1]}\n{question}" if previous else question
+
+    # -- the verb -----------------------------------------------------------------
+
+    def ask(self, question: str, *, history: Sequence[Turn] = ()) -> Answer:
+        """Answer a question (with the conversation so far) from the indexed docs."""
+        question = validate_question(question, max_chars=self.settings.max_question_chars)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        info = self.store.check_compatible(
+            embed_model=self.embedder.model_id, dim=self.embedder.dim
+        )
+        with _timed(timings, "condense"):
+            standalone = self.standalone_question(question, history)
+        cached = self._cached_answer(info.version, standalone, history)
+        if cached is not None:
+            cached.timings_ms = {"cache": round((time.perf_counter() - started) * 1000, 1)}
+            log.info("answer cache hit", extra={"index_version": info.version})
+            return cached
+        retrieval = self.retrieve(standalone)
+        timings.update(retrieval.timings_ms)
+        with _timed(timings, "generate"):
+            generated, kind = self._answer(question, retrieval, history)
+        timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+        answer = Answer(
+            question=question,
+            text=generated.text,
+            kind=kind,
+            citations=generated.citations,
+            passages=generated.passages or retrieval.passages,
+            standalone_question=standalone,
+            timings_ms=timings,
+            index_version=info.version,
+        )
+        if self.answer_cache is not None and not history:
+            self.answer_cache.put(info.version, standalone, answer, settings_key=self.cache_key)
+        log.info("answered", extra={"kind": kind.value, "timings_ms": timings})
+        return answer
+
+    @property
+    def cache_key(self) -> str:
+        """What besides the question and the index decides an answer."""
+        s = self.settings
+        reranker = self.reranker.model_id if self.reranker is not None else "none"
+        llm = s.llm_model if self.generator is not None else "extractive"
+        return "|".join(
+            [self.embedder.model_id, str(self.embedder.dim), reranker, llm, s.search_mode]
+            + [str(v) for v in (s.candidates, s.top_n, s.min_rerank_score)]
+        )
+
+    def _cached_answer(
+        self, index_version: str, standalone: str, history: Sequence[Turn]
+    ) -> Answer | None:
+        # A follow-up's answer depends on the conversation, not only on the question.
+        if self.answer_cache is None or history:
+            return None
+        return self.answer_cache.get(index_version, standalone, settings_key=self.cache_key)
+
+    def _answer(
+        self, question: str, retrieval: Retrieval, history: Sequence[Turn]
+    ) -> tuple[GeneratedAnswer, AnswerKind]:
+        passages = retrieval.passages
+        best = retrieval.best_rerank_score
+        if not passages or (best is not None and best < self.settings.min_rerank_score):
+            return not_covered_answer(question, passages[:3]), AnswerKind.NOT_COVERED
+        if self.generator is None:
+            return extractive_answer(question, passages), AnswerKind.EXTRACTIVE
+        return self.generator.answer(question, passages, history=history), AnswerKind.GENERATED

@@ -1,0 +1,225 @@
+"""Qwen3-Reranker: scores (query, document) pairs as the probability the model answers "yes".
+
+The prompt is Qwen's official reranking format. Only what the score needs is
+computed: the base model's final hidden state at the last position, projected on
+the difference of the ``yes`` and ``no`` rows of the output layer, so
+``sigmoid(h · (w_yes − w_no))`` equals the softmax over those two logits without
+ever materialising logits over the ~150k-token vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rag_core.devices import locate_model, resolve_device, torch_dtype_for
+from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
+from rag_core.types import RerankResult
+
+RERANK_MODEL_HINT = (
+    "set RAGBOT_RERANK_MODEL to a Hugging Face model id, a local folder holding the model, "
+    "or none to disable reranking"
+)
+RERANK_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
+    'and the Instruct provided. Note that the answer can only be "yes" or "no".'
+    "<|im_end|>\n<|im_start|>user\n"
+)
+RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+_DISABLED_NAMES = frozenset({"", "none", "off", "false"})
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+def format_rerank_body(instruction: str, query: str, document: str) -> str:
+    """The user turn of the official prompt; the only part that is truncated."""
+    return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
+
+
+class Qwen3Reranker:
+    """Cross-encoder reranking with Qwen3-Reranker (a causal LM judging yes/no).
+
+    Pairs are run in length-sorted batches whose padded size (longest × count) stays
+    within ``batch_tokens``, so memory is bounded by tokens rather than by the number
+    of documents. Weights are bf16 on CUDA, float32 elsewhere.
+
+    Raises:
+        ModelLoadError: the model cannot be found or loaded, or its vocabulary lacks
+            single ``yes``/``no`` tokens.
+        ConfigError: ``max_length`` or ``batch_tokens`` is out of range, or the device
+            is unavailable.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        device: str | None = None,
+        max_length: int = 8192,
+        instruction: str | None = None,
+        batch_tokens: int = 16384,
+    ) -> None:
+        if batch_tokens < 1:
+            raise ConfigError(f"RAGBOT_RERANK_BATCH_TOKENS must be positive, got {batch_tokens}.")
+        self._model_id = model_name_or_path
+        self._instruction = DEFAULT_RERANK_INSTRUCTION if instruction is None else instruction
+        self._batch_tokens = batch_tokens
+        self._device = resolve_device(device)
+        self._load_model()
+        self._body_budget = max_length - len(self._prefix_ids) - len(self._suffix_ids)
+        if self._body_budget < 1:
+            raise ConfigError(
+                f"RAGBOT_RERANK_MAX_LENGTH ({max_length}) leaves no room for the document; the "
+                f"prompt alone takes {len(self._prefix_ids) + len(self._suffix_ids)} tokens."
+            )
+
+    def _load_model(self) -> None:
+        """Load tokenizer and weights once; keep only the ``yes − no`` direction of the head."""
+        source = locate_model(self._model_id, hint=RERANK_MODEL_HINT)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                source.location, local_files_only=source.local_files_only
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                source.location,
+                dtype=torch_dtype_for(self._device),
+                local_files_only=source.local_files_only,
+            )
+        except _LOAD_ERRORS as error:
+            raise _load_error(self._model_id, error) from error
+        yes_id, no_id = (self._single_token_id(word) for word in ("yes", "no"))
+        model = model.to(self._device).eval()
+        head = model.get_output_embeddings()
+        with torch.no_grad():
+            self._direction = head.weight[yes_id].float() - head.weight[no_id].float()
+            bias = getattr(head, "bias", None)
+            self._bias = float(bias[yes_id] - bias[no_id]) if bias is not None else 0.0
+        self._base = model.get_decoder()
+        self._pad_id = int(self._tokenizer.pad_token_id or 0)
+        self._prefix_ids = self._encode(RERANK_PREFIX)
+        self._suffix_ids = self._encode(RERANK_SUFFIX)
+
+    def _single_token_id(self, word: str) -> int:
+        ids = self._encode(word)
+        if len(ids) != 1:
+            raise ModelLoadError(
+                f"{self._model_id} is not a Qwen3 reranker ({word!r} is not a single token in its "
+                f"vocabulary); {RERANK_MODEL_HINT}."
+            )
+        return ids[0]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def instruction(self) -> str:
+        return self._instruction
+
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+    ) -> list[float]:
+        """Probability in [0, 1] that each document answers ``query``, in input order."""
+        if not documents:
+            return []
+        instruction = self._instruction if instruction is None else instruction
+        rows = self.build_inputs(query, documents, instruction=instruction)
+        scores = [0.0] * len(rows)
+        for batch in _token_bounded_batches([len(row) for row in rows], self._batch_tokens):
+            for index, value in zip(
+                batch, self._score_batch([rows[i] for i in batch]), strict=True
+            ):
+                scores[index] = value
+        return scores
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]:
+        """Documents with their scores, best first; at most ``top_k`` when given."""
+        scores = self.score(query, documents, instruction=instruction)
+        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        if top_k is not None:
+            ranked = ranked[: max(top_k, 0)]
+        return [RerankResult(index=i, score=scores[i], document=documents[i]) for i in ranked]
+
+    def build_inputs(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+    ) -> list[list[int]]:
+        """Token ids fed to the model per document: prefix, truncated body, suffix."""
+        instruction = self._instruction if instruction is None else instruction
+        bodies = self._tokenizer(
+            [format_rerank_body(instruction, query, doc) for doc in documents],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=self._body_budget,
+            return_attention_mask=False,
+        )["input_ids"]
+        return [self._prefix_ids + list(body) + self._suffix_ids for body in bodies]
+
+    @torch.inference_mode()
+    def _score_batch(self, rows: list[list[int]]) -> list[float]:
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # left padding: the last position is always real
+            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+        input_ids, mask = input_ids.to(self._device), mask.to(self._device)
+        hidden = self._base(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+            use_cache=False,
+        ).last_hidden_state[:, -1, :]
+        margin = hidden.float() @ self._direction + self._bias
+        return torch.sigmoid(margin).cpu().tolist()
+
+
+def load_reranker(
+    model_name_or_path: str,
+    *,
+    device: str | None = None,
+    max_length: int = 8192,
+    instruction: str | None = None,
+    batch_tokens: int = 16384,
+) -> Qwen3Reranker | None:
+    """A :class:`Qwen3Reranker`, or None when reranking is off (``""``, ``none`` or ``off``)."""
+    if model_name_or_path.strip().lower() in _DISABLED_NAMES:
+        return None
+    return Qwen3Reranker(
+        model_name_or_path.strip(),
+        device=device,
+        max_length=max_length,
+        instruction=instruction,
+        batch_tokens=batch_tokens,
+    )
+
+
+def _token_bounded_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
+    """Indices, longest first, grouped so ``longest × count <= batch_tokens`` (min. one each)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for index in order:
+        if batch and lengths[batch[0]] * (len(batch) + 1) > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def _load_error(model: str, error: BaseException) -> ModelLoadError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ModelLoadError(
+        f"Could not load the reranking model {model} ({reason}); {RERANK_MODEL_HINT}."
+    )

@@ -1,0 +1,155 @@
+"""Qwen3Reranker against the model card's full-logits computation, plus batching and the prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.reranking import (
+    RERANK_PREFIX,
+    RERANK_SUFFIX,
+    Qwen3Reranker,
+    _token_bounded_batches,
+    format_rerank_body,
+    load_reranker,
+)
+from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
+
+QUERY = "How do I connect to Milvus Lite from Python?"
+DOCUMENTS = [
+    "Use MilvusClient with a local file name such as milvus_demo.db.",
+    "The quick brown fox jumps over the lazy dog.",
+    "yes",
+    "",
+    "Hybrid search combines dense vectors with sparse BM25 vectors and fuses the results "
+    "with reciprocal rank fusion. " * 4,
+    "kubectl apply -f milvus.yaml",
+    "Authentication needs a username and password or an API token; TLS encrypts it.",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_reranker_path: Path):
+    """The model card's computation: full causal-LM logits, softmax over [no, yes]."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_reranker_path, dtype=torch.float32).eval()
+    no_id, yes_id = tokenizer.convert_tokens_to_ids(["no", "yes"])
+
+    def score(query: str, documents: list[str], instruction: str) -> list[float]:
+        scores = []
+        for document in documents:
+            text = RERANK_PREFIX + format_rerank_body(instruction, query, document) + RERANK_SUFFIX
+            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.inference_mode():
+                logits = model(input_ids=ids).logits[:, -1, [no_id, yes_id]]
+            scores.append(float(torch.softmax(logits, dim=-1)[0, 1]))
+        return scores
+
+    return score
+
+
+def test_scores_match_the_full_logits_reference(tiny_reranker, reference):
+    got = tiny_reranker.score(QUERY, DOCUMENTS)
+    expected = reference(QUERY, DOCUMENTS, DEFAULT_RERANK_INSTRUCTION)
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert all(0.0 <= value <= 1.0 for value in got)
+    assert max(got) - min(got) > 0.05  # the tiny model does tell documents apart
+
+
+def test_batch_token_budget_does_not_change_scores(tiny_reranker_path, tiny_reranker):
+    one_at_a_time = Qwen3Reranker(str(tiny_reranker_path), device="cpu", batch_tokens=1)
+    assert one_at_a_time.score(QUERY, DOCUMENTS) == pytest.approx(
+        tiny_reranker.score(QUERY, DOCUMENTS), abs=1e-5
+    )
+
+
+def test_batches_respect_the_token_budget():
+    lengths = [50, 120, 80, 10, 120, 30]
+    batches = list(_token_bounded_batches(lengths, 250))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert max(lengths[i] for i in batch) * len(batch) <= 250
+    assert batches[0] == [1, 4]  # longest first
+    assert list(_token_bounded_batches([500, 10], 100)) == [[0], [1]]  # oversize runs alone
+
+
+def test_order_is_preserved(tiny_reranker):
+    forward = tiny_reranker.score(QUERY, DOCUMENTS)
+    backward = tiny_reranker.score(QUERY, DOCUMENTS[::-1])
+    assert backward[::-1] == pytest.approx(forward, abs=1e-5)
+    singles = [tiny_reranker.score(QUERY, [document])[0] for document in DOCUMENTS]
+    assert singles == pytest.approx(forward, abs=1e-5)
+
+
+def test_truncation_keeps_prefix_and_suffix(tiny_reranker_path, reference):
+    reranker = Qwen3Reranker(str(tiny_reranker_path), device="cpu", max_length=160)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
+    prefix = tokenizer(RERANK_PREFIX, add_special_tokens=False)["input_ids"]
+    suffix = tokenizer(RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    long_document = "Milvus stores vectors in segments and compacts them. " * 200
+    rows = reranker.build_inputs(QUERY, [long_document, "short"])
+    assert len(rows[0]) == 160
+    assert rows[0][: len(prefix)] == prefix
+    assert rows[0][-len(suffix) :] == suffix
+    assert len(rows[1]) < 160
+    assert rows[1][-len(suffix) :] == suffix
+    body = tokenizer.decode(rows[0][len(prefix) : -len(suffix)])
+    assert body.startswith(f"<Instruct>: {DEFAULT_RERANK_INSTRUCTION}\n<Query>: {QUERY}")
+    score = reranker.score(QUERY, [long_document])[0]
+    assert 0.0 <= score <= 1.0
+
+
+def test_rerank_sorts_best_first_and_respects_top_k(tiny_reranker):
+    scores = tiny_reranker.score(QUERY, DOCUMENTS)
+    ranked = tiny_reranker.rerank(QUERY, DOCUMENTS)
+    assert [result.index for result in ranked] == sorted(
+        range(len(DOCUMENTS)), key=lambda i: -scores[i]
+    )
+    assert all(result.document == DOCUMENTS[result.index] for result in ranked)
+    assert [result.score for result in ranked] == sorted(scores, reverse=True)
+    top = tiny_reranker.rerank(QUERY, DOCUMENTS, top_k=3)
+    assert [result.index for result in top] == [result.index for result in ranked[:3]]
+    assert tiny_reranker.rerank(QUERY, DOCUMENTS, top_k=0) == []
+    assert len(tiny_reranker.rerank(QUERY, DOCUMENTS, top_k=50)) == len(DOCUMENTS)
+
+
+def test_instruction_override_changes_scores(tiny_reranker_path, tiny_reranker, reference):
+    instruction = "Given a question about Kubernetes, find the deployment manifest"
+    default = tiny_reranker.score(QUERY, DOCUMENTS)
+    overridden = tiny_reranker.score(QUERY, DOCUMENTS, instruction=instruction)
+    assert max(abs(a - b) for a, b in zip(default, overridden, strict=True)) > 1e-3
+    assert overridden == pytest.approx(reference(QUERY, DOCUMENTS, instruction), abs=1e-4)
+    configured = Qwen3Reranker(str(tiny_reranker_path), device="cpu", instruction=instruction)
+    assert configured.instruction == instruction
+    assert configured.score(QUERY, DOCUMENTS) == pytest.approx(overridden, abs=1e-6)
+
+
+def test_empty_documents(tiny_reranker):
+    assert tiny_reranker.score(QUERY, []) == []
+    assert tiny_reranker.rerank(QUERY, [], top_k=3) == []
+
+
+def test_missing_model_names_the_path_and_setting(tmp_path):
+    missing = tmp_path / "no-such-reranker"
+    with pytest.raises(ModelLoadError) as caught:
+        Qwen3Reranker(str(missing), device="cpu")
+    assert str(missing) in str(caught.value)
+    assert "RAGBOT_RERANK_MODEL" in str(caught.value)
+    assert "none" in str(caught.value)
+
+
+def test_max_length_too_small_for_the_prompt(tiny_reranker_path):
+    with pytest.raises(ConfigError, match="RAGBOT_RERANK_MAX_LENGTH"):
+        Qwen3Reranker(str(tiny_reranker_path), device="cpu", max_length=16)
+
+
+def test_load_reranker(tiny_reranker_path):
+    assert load_reranker("") is None
+    assert load_reranker("none") is None
+    reranker = load_reranker(str(tiny_reranker_path), device="cpu", batch_tokens=512)
+    assert isinstance(reranker, Qwen3Reranker)
+    assert reranker.model_id == str(tiny_reranker_path)
