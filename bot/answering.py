@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -41,6 +42,7 @@ INDEX_MISMATCH = (
 )
 UNEXPECTED = "Something went wrong while answering. The details are in the bot's logs."
 EXTRACTIVE_NOTE = "Extractive answer: no language model is configured, so these are quotes."
+MESSAGE_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 
 
 @dataclass(slots=True)
@@ -82,8 +84,9 @@ class AskHandler:
             log.warning("could not read thread %s: %s", job.thread_ts, error.response.get("error"))
             return []
         turns = []
+        asked_at = Decimal(job.message_ts)
         for message in response.get("messages", []):
-            if float(message.get("ts", 0)) >= float(job.message_ts):
+            if Decimal(message.get("ts", "0")) >= asked_at:
                 break
             text = question_from_text(message.get("text", ""), bot_user_id=self.bot_user_id)
             if not text or text == blocks.WORKING_TEXT:
@@ -103,7 +106,10 @@ class AskHandler:
         )
         self.threads.remember(job.channel, job.thread_ts)
         log.info(
-            "answer posted",
+            "answer posted for job %s (%s%s)",
+            job.job_id,
+            answer.kind.value,
+            ", cached" if answer.cached else "",
             extra={"job_id": job.job_id, "kind": answer.kind.value, "cached": answer.cached},
         )
 
@@ -111,10 +117,19 @@ class AskHandler:
         self._post(job, text=text, message_blocks=blocks.error_blocks(text))
 
     def _post(self, job: AskJob, *, text: str, message_blocks: list[dict]) -> None:
-        ts = job.status_ts or self.ledger.posted_ts(job.job_id)
+        """Edit the job's message (the placeholder, or one an earlier attempt posted);
+        post a new one, recorded in the ledger first thing, when there is none left."""
+        ts = self.ledger.posted_ts(job.job_id) or job.status_ts
         if ts is not None:
-            self.client.chat_update(channel=job.channel, ts=ts, text=text, blocks=message_blocks)
-            return
+            try:
+                self.client.chat_update(
+                    channel=job.channel, ts=ts, text=text, blocks=message_blocks
+                )
+                return
+            except SlackApiError as error:
+                if error.response.get("error") not in MESSAGE_GONE_ERRORS:
+                    raise
+                log.warning("message %s is gone; posting the reply anew", ts)
         response = self.client.chat_postMessage(
             channel=job.channel, thread_ts=job.thread_ts, text=text, blocks=message_blocks
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -19,6 +20,8 @@ from bot.settings import BotSettings
 from rag_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+LISTENER_THREADS = 32
 
 
 def build_web_client(settings: BotSettings) -> WebClient:
@@ -38,12 +41,20 @@ def build_web_client(settings: BotSettings) -> WebClient:
 
 
 def build_app(settings: BotSettings, services: BotServices, *, client: WebClient) -> App:
-    """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id."""
+    """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id.
+
+    Events are acknowledged before their listener runs (``process_before_response`` off);
+    listeners run on :data:`LISTENER_THREADS` threads, enough that a burst of mentions
+    does not keep a slash command waiting for a thread (and Slack for its ack).
+    """
     app = App(
         client=client,
-        signing_secret=settings.slack_signing_secret or None,
+        signing_secret=settings.slack_signing_secret,  # "" (not None): Bolt reads no env
         request_verification_enabled=bool(settings.slack_signing_secret),
         process_before_response=False,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
+        ),
         logger=logging.getLogger("bot.bolt"),
     )
     register(app, services)

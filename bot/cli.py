@@ -1,13 +1,19 @@
-"""The ``ragbot`` console script: the engine's commands plus ``serve`` and ``worker``."""
+"""The ``ragbot`` console script: the engine's commands plus ``serve`` and ``worker``.
+
+``python -m bot.cli`` runs the same thing without the console script installed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from bot.settings import BotSettings, load_bot_settings
 from rag_core import cli as core_cli
 from rag_core.settings import Settings
+
+SERVICE_LOGGERS = ("bot", "rag_core")
 
 
 def add_bot_commands(commands: argparse._SubParsersAction) -> None:
@@ -23,10 +29,22 @@ def add_bot_commands(commands: argparse._SubParsersAction) -> None:
     worker.set_defaults(handler=_cmd_worker)
 
 
+def log_service_events(*, verbose: bool) -> None:
+    """Long-running commands log what they do (a question queued, an answer posted) at INFO.
+
+    Without ``-v`` the root logger only shows warnings; the service's own loggers are
+    raised to INFO so each job still leaves one line.
+    """
+    if not verbose:
+        for name in SERVICE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.serve import serve
 
     assert isinstance(settings, BotSettings)
+    log_service_events(verbose=args.verbose)
     return serve(settings, http=args.http, host=args.host, port=args.port)
 
 
@@ -34,8 +52,13 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.worker_setup import run_worker_process
 
     assert isinstance(settings, BotSettings)
+    log_service_events(verbose=args.verbose)
     return run_worker_process(settings, name=args.name, burst=args.burst)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     return core_cli.main(argv, extend=add_bot_commands, load=load_bot_settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

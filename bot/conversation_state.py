@@ -12,6 +12,8 @@ import time
 
 import redis
 
+from bot.jobs import redis_unavailable_as
+
 log = logging.getLogger(__name__)
 
 THREAD_KEY = "thread:"
@@ -53,7 +55,12 @@ class ThreadRegistry:
 
 
 class ReindexLock:
-    """One re-index at a time across every app replica and worker."""
+    """One re-index at a time across every app replica and worker.
+
+    :meth:`acquire` raises :class:`QueueUnavailableError` while Redis is down (no
+    re-index can be queued then anyway); :meth:`refresh` and :meth:`release` only log,
+    and a lock they could not release expires after :data:`REINDEX_LOCK_TTL_S`.
+    """
 
     def __init__(self, client: redis.Redis | None, *, prefix: str) -> None:
         self._redis = client
@@ -69,7 +76,8 @@ class ReindexLock:
                     return False
                 self._holder, self._until = holder, time.monotonic() + REINDEX_LOCK_TTL_S
                 return True
-        return bool(self._redis.set(self._key, holder, nx=True, ex=REINDEX_LOCK_TTL_S))
+        with redis_unavailable_as("take the re-index lock"):
+            return bool(self._redis.set(self._key, holder, nx=True, ex=REINDEX_LOCK_TTL_S))
 
     def refresh(self, holder: str) -> None:
         if self._redis is None:
@@ -77,8 +85,11 @@ class ReindexLock:
                 if self._holder == holder:
                     self._until = time.monotonic() + REINDEX_LOCK_TTL_S
             return
-        if self._redis.get(self._key) in (holder, holder.encode()):
-            self._redis.expire(self._key, REINDEX_LOCK_TTL_S)
+        try:
+            if self._redis.get(self._key) in (holder, holder.encode()):
+                self._redis.expire(self._key, REINDEX_LOCK_TTL_S)
+        except redis.RedisError as error:
+            log.warning("could not refresh the re-index lock: %s", error)
 
     def release(self, holder: str) -> None:
         if self._redis is None:
@@ -86,11 +97,14 @@ class ReindexLock:
                 if self._holder == holder:
                     self._holder = None
             return
-        # Delete only our own lock: compare and delete in one step.
-        self._redis.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
-            "else return 0 end",
-            1,
-            self._key,
-            holder,
-        )
+        try:
+            # Delete only our own lock: compare and delete in one step.
+            self._redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) else return 0 end",
+                1,
+                self._key,
+                holder,
+            )
+        except redis.RedisError as error:
+            log.warning("could not release the re-index lock (it expires by itself): %s", error)

@@ -20,6 +20,34 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 MAX_BODY_BYTES = 1_000_000  # Slack payloads are far smaller; refuse anything huge.
+LISTEN_BACKLOG = 256  # connections waiting for accept(); the stdlib's 5 drops bursts
+
+
+class _BurstTolerantServer(ThreadingHTTPServer):
+    """A thread per connection and a deep accept queue, so a burst of events is not
+    left waiting on TCP retransmits (a full backlog costs a client a whole second)."""
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+
+def content_length(header: str | None) -> int:
+    """The request body's size in bytes; -1 when the header is not a number."""
+    try:
+        return int(header or 0)
+    except ValueError:
+        return -1
+
+
+def refuse_post(path: str, length: int) -> tuple[int, dict[str, object]] | None:
+    """The HTTP status and JSON body refusing a POST, or None to hand it to Bolt."""
+    if path != EVENTS_PATH:
+        return 404, {"ok": False, "error": "not_found"}
+    if length < 0:
+        return 400, {"ok": False, "error": "bad_content_length"}
+    if length > MAX_BODY_BYTES:
+        return 413, {"ok": False, "error": "payload_too_large"}
+    return None
 
 
 def make_handler(
@@ -40,12 +68,11 @@ def make_handler(
 
         def do_POST(self) -> None:
             path, _, query = self.path.partition("?")
-            length = int(self.headers.get("Content-Length") or 0)
-            if path != EVENTS_PATH:
-                self._send(404, {"ok": False, "error": "not_found"})
-                return
-            if length > MAX_BODY_BYTES:
-                self._send(413, {"ok": False, "error": "payload_too_large"})
+            length = content_length(self.headers.get("Content-Length"))
+            refusal = refuse_post(path, length)
+            if refusal is not None:
+                self.close_connection = True  # the unread body would spoil the next request
+                self._send(*refusal)
                 return
             body = self.rfile.read(length).decode("utf-8", errors="replace")
             request = BoltRequest(body=body, query=query, headers=dict(self.headers.items()))
@@ -54,7 +81,11 @@ def make_handler(
             self._send(response.status, response.body, headers=headers)
 
         def _send(
-            self, status: int, body: str | dict, *, headers: dict[str, str] | None = None
+            self,
+            status: int,
+            body: str | dict[str, object],
+            *,
+            headers: dict[str, str] | None = None,
         ) -> None:
             payload = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
             self.send_response(status)
@@ -74,8 +105,7 @@ class SlackHttpServer:
     def __init__(
         self, app: App, *, host: str, port: int, healthy: Callable[[], bool] = lambda: True
     ) -> None:
-        self._server = ThreadingHTTPServer((host, port), make_handler(app, healthy=healthy))
-        self._server.daemon_threads = True
+        self._server = _BurstTolerantServer((host, port), make_handler(app, healthy=healthy))
         self._thread: threading.Thread | None = None
 
     @property

@@ -2,6 +2,11 @@
 
 Runs in the app process after Bolt has acknowledged the event, so nothing here is
 on Slack's 3-second clock; it still does no model work, only Redis and Slack calls.
+
+While Redis is down, de-duplication and rate limits let everything through (a rare
+double answer beats a lost question) and the enqueue fails: the placeholder then
+reads :data:`QUEUE_DOWN_TEXT` and nothing is queued; redis-py reconnects by itself,
+so the next question after Redis is back is answered as usual.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def accept_question(
     if incoming.event_id:
         keys.insert(0, f"event:{incoming.event_id}")
     if not services.dedup.first_time(*keys):
-        log.info("duplicate event ignored", extra={"keys": keys})
+        log.info("duplicate event ignored: %s", " ".join(keys), extra={"keys": keys})
         return None
     question = question_from_text(incoming.text, bot_user_id=bot_user_id)
     limit = services.settings.max_question_chars
@@ -117,7 +122,13 @@ def accept_question(
         log.error("could not enqueue %s: %s", job.job_id, error)
         _show(client, incoming, status_ts, QUEUE_DOWN_TEXT)
         return None
-    log.info("question queued", extra={"job_id": job.job_id, "channel": incoming.channel})
+    log.info(
+        "question queued: job %s from %s in %s",
+        job.job_id,
+        incoming.user,
+        incoming.channel,
+        extra={"job_id": job.job_id, "channel": incoming.channel},
+    )
     return job.job_id
 
 

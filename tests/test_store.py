@@ -253,6 +253,26 @@ class TestStoreContract:
         assert old not in client.list_collections()
         client.close()
 
+    def test_a_released_index_is_loaded_again(self, make_store: StoreFactory) -> None:
+        store = make_store()
+        version = build(store, CORPUS)
+        store.publish(version)
+        client = MilvusClient(uri=store._uri)
+        hashes = {c.content_hash for c, _ in CORPUS}
+
+        # A restarted Milvus Lite starts with every collection released.
+        client.release_collection(version)
+        assert len(store.stored_hashes(version)) == len(CORPUS)
+        client.release_collection(version)
+        assert set(store.vectors_for_hashes(version, hashes)) == hashes
+        client.release_collection(version)
+        found = store.search(query_vector=None, query_text="zygomorphic", mode="bm25", limit=1)
+        assert ids(found) == [CORPUS[2][0].id]
+        client.release_collection(version)
+        info = store.index_info()
+        assert info is not None and info.chunk_count == len(CORPUS)
+        client.close()
+
     def test_stale_versions_from_crashed_builds_are_dropped(self, store: MilvusStore) -> None:
         live = build(store, CORPUS[:2])
         store.publish(live)

@@ -115,12 +115,15 @@ class MarkdownChunker:
     def _mergeable(
         self, first: Section, units: list[TextUnit], section: Section, body: list[TextUnit]
     ) -> bool:
-        """Very small group, and the section shares its parent (small, or a descendant)."""
+        """Very small group, and the section shares its parent (small, or a descendant).
+
+        Text before the first heading (or under the title) is the parent of everything.
+        """
         if self._splitter.size(units) >= self.min_tokens:
             return False
         parent = first.heading_path[:-1]
         path = section.heading_path
-        if path[: len(parent)] != parent or len(path) <= len(parent):
+        if path[: len(parent)] != parent or (first.heading_path and len(path) <= len(parent)):
             return False
         descendant = path[: len(first.heading_path)] == first.heading_path
         return descendant or self._splitter.size(body) < self.min_tokens

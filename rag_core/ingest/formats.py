@@ -41,7 +41,7 @@ _HTML_ELEMENTS = frozenset(
     | {"small", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td"}
     | {"tfoot", "th", "thead", "tr", "tt", "u", "ul", "video", "source", "iframe", "picture"}
 )
-_TAG_REPLACEMENT = {"code": "`", "tt": "`", "br": " "}
+_TAG_REPLACEMENT = MappingProxyType({"code": "`", "tt": "`", "br": " "})
 _MDX_COMMENT_LINE = re.compile(r"^\s*\{/\*.*\*/\}\s*$")
 _ESM_START = re.compile(r"^(?:import|export)\b")
 _FRONT_MATTER_KEY = re.compile(r"^([A-Za-z0-9_.-]+)[ \t]*:(?:[ \t]+(.*))?$")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from types import MappingProxyType
 
 _SKIPPED = frozenset({"script", "style", "nav", "noscript", "template", "svg", "iframe"})
 _BLOCKS = frozenset(
@@ -21,7 +22,7 @@ _BLOCKS = frozenset(
         "tfoot", "thead", "tr", "ul",
     }
 )  # fmt: skip
-_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_HEADINGS = MappingProxyType({f"h{level}": level for level in range(1, 7)})
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang)-([\w+#.-]+)")
 _SPACES = re.compile(r"\s+")
 
@@ -50,6 +51,7 @@ class _MarkdownWriter(HTMLParser):
         self._pre_language = ""
 
     def markdown(self) -> str:
+        """All blocks fed so far, one blank line apart (list items on consecutive lines)."""
         self._flush()
         parts: list[str] = []
         for previous, block in zip(["", *self._blocks], self._blocks, strict=False):

@@ -48,6 +48,7 @@ class UnitSplitter:
         self._overhead = count_tokens("")
 
     def tokens(self, text: str) -> int:
+        """Tokens of ``text`` on its own, less the fixed overhead every count carries."""
         return max(0, self._count(text) - self._overhead)
 
     def size(self, units: Sequence[TextUnit]) -> int:
@@ -57,6 +58,7 @@ class UnitSplitter:
         return sum(unit.tokens for unit in units) + sum(self.tokens(unit.sep) for unit in units[1:])
 
     def heading_unit(self, line: str) -> TextUnit:
+        """A ``## Heading`` line opening a section merged into an earlier section's chunk."""
         return TextUnit(line, self.tokens(line), "\n\n", "heading")
 
     def body_units(self, body: str, first_sep: str) -> list[TextUnit]:

@@ -11,11 +11,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
+from bot.feedback import Vote
 from bot.services import BotServices
+from rag_core.errors import RagbotError
 
 log = logging.getLogger(__name__)
 
-VOTES = {"feedback_up": "up", "feedback_down": "down"}
+VOTES: dict[str, Vote] = {"feedback_up": "up", "feedback_down": "down"}
 
 
 def register(app: App, services: BotServices) -> None:
@@ -26,7 +28,11 @@ def register(app: App, services: BotServices) -> None:
         ack()
         vote = VOTES[action["action_id"]]
         user_id = body["user"]["id"]
-        services.feedback.record(action.get("value", ""), user_id, vote)  # type: ignore[arg-type]
+        try:
+            services.feedback.record(action.get("value", ""), user_id, vote)
+        except RagbotError as error:  # a button without an answer id: nothing to store
+            log.warning("feedback from %s not recorded: %s", user_id, error)
+            return
         channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
             "channel_id"
         )

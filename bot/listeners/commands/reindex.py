@@ -18,6 +18,7 @@ from bot.services import BotServices
 log = logging.getLogger(__name__)
 
 NOT_ADMIN_TEXT = "Only workspace admins and the bot's configured admins can re-index the docs."
+QUEUE_DOWN_TEXT = "The job queue is unavailable right now; please try again in a minute."
 ALREADY_RUNNING_TEXT = (
     "A re-index is already running; its progress is in my DM to whoever started it."
 )
@@ -44,6 +45,7 @@ def is_admin(user_id: str, *, services: BotServices, client: WebClient) -> bool:
 def register(app: App, services: BotServices) -> None:
     @app.command("/reindex")
     def on_reindex(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+        """Every reply to the command itself is its ack: shown only to whoever typed it."""
         user_id = command["user_id"]
         if not is_admin(user_id, services=services, client=client):
             ack(text=NOT_ADMIN_TEXT)
@@ -54,16 +56,27 @@ def register(app: App, services: BotServices) -> None:
             ack(text=f"Only the docs folder ({root}) or folders under it can be indexed.")
             return
         job_id = new_job_id()
-        if not services.reindex_lock.acquire(job_id):
+        try:
+            acquired = services.reindex_lock.acquire(job_id)
+        except QueueUnavailableError as error:
+            log.error("could not take the re-index lock: %s", error)
+            ack(text=QUEUE_DOWN_TEXT)
+            return
+        if not acquired:
             ack(text=ALREADY_RUNNING_TEXT)
             return
         ack(text=f"Re-indexing `{target}`. I'll post progress in a DM.")
-        _start(job_id, target, user_id=user_id, services=services, client=client)
+        try:
+            _start(job_id, target, user_id=user_id, services=services, client=client)
+        except Exception:
+            services.reindex_lock.release(job_id)
+            raise
 
 
 def _start(
     job_id: str, target: Path, *, user_id: str, services: BotServices, client: WebClient
 ) -> None:
+    """Post the progress DM and queue the job; the lock is the caller's to free on errors."""
     progress = client.chat_postMessage(
         channel=user_id,
         text="Re-index queued…",

@@ -1,0 +1,104 @@
+"""``/reindex`` end to end: who may run it, where its progress goes, how it fails, and
+what a re-index does to cached answers."""
+
+from __future__ import annotations
+
+import time
+
+from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
+from tests.fixtures.bot import ACK_BUDGET_S, wait_for_answer, wait_quiet
+from tests.fixtures.bot_stack import ADMIN_USER
+
+
+def dm_versions(slack_api, user: str) -> list[dict]:
+    """Every version of the bot's progress DM to ``user``: the post, then each update."""
+    posts = [c.args for c in slack_api.calls_for("chat.postMessage") if c.args["channel"] == user]
+    updates = [c.args for c in slack_api.calls_for("chat.update") if c.args["channel"] == user]
+    return posts + updates
+
+
+def wait_for_dm(slack_api, user: str, marker: str, *, timeout_s: float = 60.0) -> list[dict]:
+    """The progress DM's versions, once the latest one's blocks contain ``marker``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        versions = dm_versions(slack_api, user)
+        if versions and marker in str(versions[-1].get("blocks")):
+            return versions
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{marker!r} never reached {user}'s DM: {versions}")
+        time.sleep(0.1)
+
+
+def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
+    bot_stack, slack_events, slack_api, new_user
+):
+    refused = slack_events.command("/reindex", "", user=new_user())
+    escaped = slack_events.command("/reindex", "../../etc", user=ADMIN_USER)
+
+    assert refused.status == 200 and refused.seconds < ACK_BUDGET_S
+    assert refused.json()["text"] == NOT_ADMIN_TEXT
+    assert escaped.json()["text"].startswith("Only the docs folder")
+    assert "response_type" not in refused.json()  # ephemeral: only the caller sees it
+    wait_quiet(slack_api, quiet_s=1.0)
+    assert slack_api.calls_for("chat.postMessage") == []
+    assert bot_stack.redis.xlen(bot_stack.stream) == 0
+
+
+def test_workspace_admin_reindexes_with_progress_in_one_dm(
+    bot_stack, slack_events, slack_api, new_user
+):
+    admin = new_user()
+    slack_api.add_user(admin, is_admin=True)
+
+    started = slack_events.command("/reindex", "", user=admin)
+    second = slack_events.command("/reindex", "", user=ADMIN_USER)
+
+    assert started.status == 200 and started.seconds < ACK_BUDGET_S
+    assert started.json()["text"].startswith("Re-indexing `")
+    assert second.json()["text"] == ALREADY_RUNNING_TEXT
+    versions = wait_for_dm(slack_api, admin, "Reindex finished")
+    assert versions[0]["text"] == "Re-index queued…"
+    progress = [v for v in versions if "Reindexing:" in str(v["blocks"])]
+    assert len(progress) >= 2, versions
+    assert len({v["ts"] for v in versions[1:]}) == 1
+    assert versions[-1]["text"].startswith("Re-index done: 3 files")
+    assert dm_versions(slack_api, ADMIN_USER) == []
+
+    again = slack_events.command("/reindex", "", user=ADMIN_USER)  # the lock is free again
+    assert again.json()["text"].startswith("Re-indexing `")
+    wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
+
+
+def test_failed_reindex_says_why_and_the_old_index_keeps_answering(
+    bot_stack, slack_events, slack_api, new_user
+):
+    ack = slack_events.command("/reindex", "drafts", user=ADMIN_USER)
+
+    assert ack.json()["text"].startswith("Re-indexing `")
+    versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex failed")
+    assert "No documents found in" in versions[-1]["text"]
+    assert "previous index is still serving" in str(versions[-1]["blocks"])
+
+    sent = slack_events.mention("What does the Helm chart set?", user=new_user())
+    answer = wait_for_answer(slack_api, sent)
+    assert "Sources: [1]" in answer["text"]
+
+
+def test_answer_cache_serves_repeats_until_a_reindex(
+    bot_stack, slack_events, slack_api, openai_server, new_user
+):
+    question = "Which file does MilvusClient create for Milvus Lite?"
+    first = wait_for_answer(slack_api, slack_events.mention(question, user=new_user()))
+    assert len(openai_server.requests) == 1
+
+    repeat = wait_for_answer(
+        slack_api, slack_events.mention(f"  {question.lower()}", user=new_user())
+    )
+    assert len(openai_server.requests) == 1
+    assert repeat["text"] == first["text"]
+    assert repeat["blocks"][-1] != first["blocks"][-1]  # its own answer id for feedback
+
+    slack_events.command("/reindex", "", user=ADMIN_USER)
+    wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
+    wait_for_answer(slack_api, slack_events.mention(question, user=new_user()))
+    assert len(openai_server.requests) == 2
