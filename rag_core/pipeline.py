@@ -121,9 +121,7 @@ class RagPipeline:
         assert self.reranker is not None
         with _timed(timings, "rerank"):
             scores = self.reranker.score(question, [c.chunk.embed_text for c in found])
-        rescored = [
-            ScoredChunk(c.chunk, c.score, s) for c, s in zip(found, scores, strict=True)
-        ]
+        rescored = [ScoredChunk(c.chunk, c.score, s) for c, s in zip(found, scores, strict=True)]
         rescored.sort(key=lambda c: c.rerank_score or 0.0, reverse=True)
         return Retrieval(question, found, rescored[:top_n], True, timings)
 

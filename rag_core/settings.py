@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     llm_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
 
+    @field_validator("embed_dim", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("rerank_model")
     @classmethod
     def _normalise_none(cls, value: str) -> str:

@@ -3,30 +3,9 @@ what a re-index does to cached answers."""
 
 from __future__ import annotations
 
-import time
-
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
-from tests.fixtures.bot import ACK_BUDGET_S, wait_for_answer, wait_quiet
+from tests.fixtures.bot import ACK_BUDGET_S, dm_versions, wait_for_answer, wait_for_dm, wait_quiet
 from tests.fixtures.bot_stack import ADMIN_USER
-
-
-def dm_versions(slack_api, user: str) -> list[dict]:
-    """Every version of the bot's progress DM to ``user``: the post, then each update."""
-    posts = [c.args for c in slack_api.calls_for("chat.postMessage") if c.args["channel"] == user]
-    updates = [c.args for c in slack_api.calls_for("chat.update") if c.args["channel"] == user]
-    return posts + updates
-
-
-def wait_for_dm(slack_api, user: str, marker: str, *, timeout_s: float = 60.0) -> list[dict]:
-    """The progress DM's versions, once the latest one's blocks contain ``marker``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        versions = dm_versions(slack_api, user)
-        if versions and marker in str(versions[-1].get("blocks")):
-            return versions
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{marker!r} never reached {user}'s DM: {versions}")
-        time.sleep(0.1)
 
 
 def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
@@ -36,9 +15,9 @@ def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
     escaped = slack_events.command("/reindex", "../../etc", user=ADMIN_USER)
 
     assert refused.status == 200 and refused.seconds < ACK_BUDGET_S
-    assert refused.json()["text"] == NOT_ADMIN_TEXT
-    assert escaped.json()["text"].startswith("Only the docs folder")
-    assert "response_type" not in refused.json()  # ephemeral: only the caller sees it
+    assert refused.text == NOT_ADMIN_TEXT
+    assert escaped.text.startswith("Only the docs folder")
+    assert "in_channel" not in refused.body  # ephemeral: only the caller sees it
     wait_quiet(slack_api, quiet_s=1.0)
     assert slack_api.calls_for("chat.postMessage") == []
     assert bot_stack.redis.xlen(bot_stack.stream) == 0
@@ -54,8 +33,8 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     second = slack_events.command("/reindex", "", user=ADMIN_USER)
 
     assert started.status == 200 and started.seconds < ACK_BUDGET_S
-    assert started.json()["text"].startswith("Re-indexing `")
-    assert second.json()["text"] == ALREADY_RUNNING_TEXT
+    assert started.text.startswith("Re-indexing `")
+    assert second.text == ALREADY_RUNNING_TEXT
     versions = wait_for_dm(slack_api, admin, "Reindex finished")
     assert versions[0]["text"] == "Re-index queued…"
     progress = [v for v in versions if "Reindexing:" in str(v["blocks"])]
@@ -65,7 +44,7 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     assert dm_versions(slack_api, ADMIN_USER) == []
 
     again = slack_events.command("/reindex", "", user=ADMIN_USER)  # the lock is free again
-    assert again.json()["text"].startswith("Re-indexing `")
+    assert again.text.startswith("Re-indexing `")
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
 
 
@@ -74,7 +53,7 @@ def test_failed_reindex_says_why_and_the_old_index_keeps_answering(
 ):
     ack = slack_events.command("/reindex", "drafts", user=ADMIN_USER)
 
-    assert ack.json()["text"].startswith("Re-indexing `")
+    assert ack.text.startswith("Re-indexing `")
     versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex failed")
     assert "No documents found in" in versions[-1]["text"]
     assert "previous index is still serving" in str(versions[-1]["blocks"])

@@ -64,7 +64,10 @@ def test_generated_answer_cites_retrieved_passages(
     indexed, tiny_embedder, tiny_reranker, openai_server
 ):
     pipeline = make_pipeline(
-        indexed, tiny_embedder, reranker=tiny_reranker, llm_url=openai_server.base_url,
+        indexed,
+        tiny_embedder,
+        reranker=tiny_reranker,
+        llm_url=openai_server.base_url,
         min_rerank_score=0.0,
     )
     answer = pipeline.ask("  How do I install zebrafish?  ")
@@ -87,7 +90,9 @@ def test_reranking_orders_passages_by_rerank_score(indexed, tiny_embedder, tiny_
     scores = [p.rerank_score for p in retrieval.passages]
     assert retrieval.reranked and len(retrieval.candidates) >= len(retrieval.passages)
     assert scores == sorted(scores, reverse=True)
-    expected = tiny_reranker.score("connect timeout", [p.chunk.embed_text for p in retrieval.passages])
+    expected = tiny_reranker.score(
+        "connect timeout", [p.chunk.embed_text for p in retrieval.passages]
+    )
     assert scores == pytest.approx(expected, abs=1e-6)
 
 
@@ -95,7 +100,10 @@ def test_low_rerank_score_says_not_covered_without_calling_the_llm(
     indexed, tiny_embedder, tiny_reranker, openai_server
 ):
     pipeline = make_pipeline(
-        indexed, tiny_embedder, reranker=tiny_reranker, llm_url=openai_server.base_url,
+        indexed,
+        tiny_embedder,
+        reranker=tiny_reranker,
+        llm_url=openai_server.base_url,
         min_rerank_score=1.0,
     )
     answer = pipeline.ask("What is the airspeed of an unladen swallow?")
@@ -146,9 +154,7 @@ def test_follow_up_is_condensed_with_the_conversation(indexed, tiny_embedder, op
     assert answer.kind is AnswerKind.GENERATED
 
 
-def test_collection_built_with_another_dimension_is_a_clear_error(
-    indexed, tiny_embedding_path
-):
+def test_collection_built_with_another_dimension_is_a_clear_error(indexed, tiny_embedding_path):
     from rag_core.embedding import Qwen3Embedder
 
     smaller = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dim=32)
@@ -175,10 +181,15 @@ def test_caches_serve_repeat_questions_until_the_index_changes(
     assert not first.cached and second.cached
     assert second.text == first.text and second.citations == first.citations
     assert len(openai_server.requests) == 1
-    assert pipeline.query_cache.get(
-        tiny_embedder.model_id, tiny_embedder.dim, tiny_embedder.instruction,
-        "How do I install zebrafish?",
-    ) is not None
+    assert (
+        pipeline.query_cache.get(
+            tiny_embedder.model_id,
+            tiny_embedder.dim,
+            tiny_embedder.instruction,
+            "How do I install zebrafish?",
+        )
+        is not None
+    )
 
     (docs / "faq.md").write_text("# FAQ\n\nNew content about zebrafish.\n", encoding="utf-8")
     chunker = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=128, overlap_tokens=16)
