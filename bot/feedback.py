@@ -22,9 +22,9 @@ from typing import Literal, get_args
 
 import redis
 
-from bot.dedup import RedisOutageLog
 from bot.jobs import decode_text
 from rag_core.errors import ConfigError, InputError
+from rag_core.redis_outage import RedisOutageLog
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import redis
 
-from bot.dedup import RedisOutageLog
 from rag_core.errors import ConfigError
+from rag_core.redis_outage import RedisOutageLog
 
 log = logging.getLogger(__name__)
 

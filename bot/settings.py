@@ -7,20 +7,12 @@ Slack's own variables keep their usual names (``SLACK_BOT_TOKEN``, ``SLACK_APP_T
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from rag_core.settings import Settings
 
 
 class BotSettings(Settings):
-    model_config = SettingsConfigDict(
-        env_prefix="RAGBOT_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-        populate_by_name=True,
-    )
+    """The engine's settings plus Slack and Redis; same prefix, same ``.env`` file."""
 
     slack_bot_token: str = Field(
         default="", validation_alias=AliasChoices("SLACK_BOT_TOKEN", "RAGBOT_SLACK_BOT_TOKEN")

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
@@ -27,6 +25,7 @@ import numpy as np
 import redis
 
 from rag_core.errors import ConfigError, InputError
+from rag_core.redis_outage import RedisOutageLog
 from rag_core.types import Answer, AnswerKind, Chunk, Citation, ScoredChunk
 
 log = logging.getLogger(__name__)
@@ -46,34 +45,6 @@ def _sha256(text: str) -> str:
 def normalise_question(question: str) -> str:
     """Whitespace collapsed and case folded: "How  do I X?" and "how do i x?" share a key."""
     return " ".join(question.split()).casefold()
-
-
-class _RedisOutage:
-    """Runs cache calls, returning a fallback while Redis is unreachable; one warning per
-    outage and one info line on recovery. Thread-safe."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._down = False
-        self._lock = threading.Lock()
-
-    def run(self, action: Callable[[], T], fallback: T) -> T:
-        try:
-            result = action()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            with self._lock:
-                first, self._down = not self._down, True
-            if first:
-                log.warning(
-                    "Redis unreachable (%s); %s cache disabled until it is back", exc, self._what
-                )
-            return fallback
-        if self._down:
-            with self._lock:
-                recovered, self._down = self._down, False
-            if recovered:
-                log.info("Redis reachable again; %s cache enabled", self._what)
-        return result
 
 
 def _check_ttl(ttl_s: int) -> None:
@@ -101,7 +72,7 @@ class QueryEmbeddingCache:
         self._redis = redis_client
         self._prefix = f"{prefix}{EMBED_KEY}"
         self.ttl_s = ttl_s
-        self._outage = _RedisOutage("query embedding")
+        self._outage = RedisOutageLog(log, "skipping the query embedding cache")
 
     def key(self, model_id: str, dim: int, instruction: str, text: str) -> str:
         return f"{self._prefix}{model_id}:{dim}:{_sha256(instruction)[:16]}:{_sha256(text)}"
@@ -141,7 +112,7 @@ class AnswerCache:
         self._redis = redis_client
         self._prefix = f"{prefix}{ANSWER_KEY}"
         self.ttl_s = ttl_s
-        self._outage = _RedisOutage("answer")
+        self._outage = RedisOutageLog(log, "skipping the answer cache")
 
     def key(self, index_version: str, question: str, *, settings_key: str) -> str:
         digest = _sha256(normalise_question(question))

@@ -1,0 +1,273 @@
+"""Load test of the Slack bot: N concurrent mentions through the real HTTP endpoint.
+
+    .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
+        [--repeat 0.25] [--llm-delay 0] [--timeout 300] [--logs DIR]
+
+Starts everything as it runs in production, on this machine: the Slack Web API and
+OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one at
+``--redis``, under a prefix of its own, deleted afterwards), a ``milvus_lite server``
+process, tiny random-weight Qwen3 embedding and reranker models, ``ragbot serve --http``
+and ``--workers`` ``ragbot worker`` processes. It indexes a small corpus, fires ``--n``
+signed ``app_mention`` events from ``--concurrency`` client threads (distinct questions,
+a ``--repeat`` share of them asked again so the answer cache is exercised), then waits
+until every mention has its answer in the stand-in or ``--timeout`` seconds pass.
+
+Ack latency is the HTTP round trip of each event (Slack wants it under 3 s); answer
+latency runs from sending the event to the stand-in holding the final answer (polled
+every 20 ms). A duplicate is a mention with more than one bot message in its thread; a
+lost one has no final answer; errors are non-200 acks, replies without sources and
+tracebacks in the processes' logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import redis
+
+from tests.fixtures.bot import Sent, SlackEvents
+from tests.fixtures.bot_stack import (
+    BotProcesses,
+    MilvusLiteServer,
+    bot_settings,
+    bot_variables,
+    index_docs,
+    process_env,
+    write_docs,
+)
+from tests.fixtures.openai_server import OpenAIStubServer
+from tests.fixtures.redis_db import delete_prefix
+from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn
+
+ACK_TARGET_S = 0.300
+TOPICS = (
+    "connect to Milvus Lite from Python",
+    "install Milvus Lite",
+    "fuse dense and BM25 results",
+    "score documents with a reranker",
+    "upgrade a Helm release",
+    "size memory limits per node type",
+    "split query, data and index nodes",
+    "restart after changing replica counts",
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="mentions to send")
+    parser.add_argument("--workers", type=int, default=2, help="ragbot worker processes")
+    parser.add_argument("--concurrency", type=int, default=50, help="client threads")
+    parser.add_argument("--repeat", type=float, default=0.25, help="share of repeated questions")
+    parser.add_argument("--llm-delay", type=float, default=0.0, help="chat model seconds/reply")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis to use")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs here")
+    return parser.parse_args(argv)
+
+
+def questions(n: int, repeat: float, rng: random.Random) -> list[str]:
+    """``n`` questions; about ``repeat`` of them repeat an earlier one word for word."""
+    asked: list[str] = []
+    for number in range(n):
+        if asked and rng.random() < repeat:
+            asked.append(rng.choice(asked))
+        else:
+            asked.append(f"How do I {TOPICS[number % len(TOPICS)]}? (case {number})")
+    return asked
+
+
+@dataclass(slots=True)
+class Outcome:
+    sent: Sent
+    sent_at: float  # time.monotonic(), the same clock in every process of this machine
+    answered_at: float | None = None
+    text: str = ""
+
+
+def send_all(url: str, plan: list[tuple[str, str, str]], concurrency: int) -> list[Outcome]:
+    """POST one mention per ``(ts, user, question)`` from ``concurrency`` threads.
+
+    Runs in a process of its own, as Slack's servers are not in the app's or the Slack
+    stand-in's process: the latencies measured are the app's, not this benchmark's.
+    """
+    events = SlackEvents(url)
+
+    def one(item: tuple[str, str, str]) -> Outcome:
+        ts, user, question = item
+        started = time.monotonic()
+        return Outcome(events.mention(question, user=user, ts=ts), started)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, plan))
+
+
+def fire(url: str, stand_in: SlackApiStandIn, asked: list[str], concurrency: int) -> list[Outcome]:
+    """Store the users' messages in the stand-in (as Slack would have them), then send
+    their events from a separate process; returns what each send got back."""
+    events = SlackEvents(url)
+    plan = []
+    for question in asked:
+        ts, user = events.new_ts(), f"U{uuid.uuid4().hex[:10].upper()}"
+        stand_in.seed_message("C1", ts, f"<@{BOT_USER_ID}> {question}", user=user)
+        plan.append((ts, user, question))
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as client:
+        return client.submit(send_all, url, plan, concurrency).result()
+
+
+def final_reply(stand_in: SlackApiStandIn, sent: Sent) -> dict | None:
+    from bot.blocks import WORKING_TEXT
+
+    for message in stand_in.thread(sent.channel, sent.ts):
+        later = Decimal(message["ts"]) > Decimal(sent.ts)
+        if message.get("bot_id") and later and message.get("text") != WORKING_TEXT:
+            return message
+    return None
+
+
+def wait_for_answers(stand_in: SlackApiStandIn, outcomes: list[Outcome], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = list(outcomes)
+    while waiting and time.monotonic() < deadline:
+        now = time.monotonic()
+        still = []
+        for outcome in waiting:
+            reply = final_reply(stand_in, outcome.sent)
+            if reply is None:
+                still.append(outcome)
+            else:
+                outcome.answered_at, outcome.text = now, reply.get("text", "")
+        waiting = still
+        time.sleep(0.02)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def report(
+    args: argparse.Namespace,
+    outcomes: list[Outcome],
+    stand_in: SlackApiStandIn,
+    llm_requests: int,
+    tracebacks: int,
+    seconds: float,
+) -> str:
+    acks = [o.sent.ack.seconds for o in outcomes]
+    answered = [o for o in outcomes if o.answered_at is not None]
+    waits = [o.answered_at - o.sent_at for o in answered if o.answered_at is not None]
+    duplicates = sum(
+        1
+        for o in outcomes
+        if sum(1 for m in stand_in.thread(o.sent.channel, o.sent.ts) if m.get("bot_id")) > 1
+    )
+    bad_acks = sum(1 for o in outcomes if o.sent.ack.status != 200)
+    unsourced = sum(1 for o in answered if "Sources: [1]" not in o.text)
+    rows = [
+        ("ack latency p50", f"{statistics.median(acks) * 1000:.1f} ms"),
+        ("ack latency p99", f"{percentile(acks, 0.99) * 1000:.1f} ms"),
+        ("ack latency max", f"{max(acks) * 1000:.1f} ms"),
+        ("acks under 300 ms", f"{sum(1 for a in acks if a < ACK_TARGET_S)}/{len(acks)}"),
+        ("answer latency p50", f"{statistics.median(waits):.2f} s" if waits else "-"),
+        ("answer latency p99", f"{percentile(waits, 0.99):.2f} s" if waits else "-"),
+        ("answers posted", f"{len(answered)}/{len(outcomes)}"),
+        ("duplicates", str(duplicates)),
+        ("lost", str(len(outcomes) - len(answered))),
+        ("errors", f"{bad_acks + unsourced + tracebacks}"),
+        ("  non-200 acks", str(bad_acks)),
+        ("  replies without sources", str(unsourced)),
+        ("  tracebacks in logs", str(tracebacks)),
+        ("chat model requests", f"{llm_requests} (the rest came from the answer cache)"),
+        ("wall time", f"{seconds:.1f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    title = (
+        f"ragbot load: {args.n} mentions, {args.concurrency} concurrent, {args.workers} "
+        f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s"
+    )
+    lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
+    return "\n".join([*lines, *(f"{name:<{width}}  {value}" for name, value in rows)])
+
+
+def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn, llm_url: str):
+    from tests.model_factory import build_qwen3_embedding, build_qwen3_reranker
+
+    milvus = MilvusLiteServer(scratch / "milvus", log_path=scratch / "milvus.log")
+    milvus.start()
+    variables = bot_variables(
+        slack_api_url=stand_in.base_url,
+        llm_base_url=llm_url,
+        milvus_uri=milvus.uri,
+        embed_model=build_qwen3_embedding(scratch / "embedding"),
+        rerank_model=build_qwen3_reranker(scratch / "reranker"),
+        docs=write_docs(scratch / "docs"),
+        redis_url=args.redis,
+        redis_prefix=f"ragbot-bench:{uuid.uuid4().hex[:10]}:",
+    )
+    processes = BotProcesses(process_env(variables), log_dir=scratch, cwd=scratch)
+    processes.start_app()
+    for number in range(1, args.workers + 1):
+        processes.start_worker(f"w{number}")
+    print(index_docs(bot_settings(variables)), file=sys.stderr)
+    processes.wait_ready()
+    return milvus, processes, variables
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stand_in = SlackApiStandIn().start()
+    llm = OpenAIStubServer()
+    llm.start()
+    if args.llm_delay > 0:
+        llm.delay(args.llm_delay, times=None)
+    with tempfile.TemporaryDirectory(prefix="ragbot-load-") as folder:
+        scratch = Path(folder)
+        milvus, processes, variables = start_bot(args, scratch, stand_in, llm.base_url)
+        try:
+            stand_in.reset()
+            asked = questions(args.n, args.repeat, random.Random(args.seed))
+            print(f"sending {args.n} mentions ...", file=sys.stderr)
+            started = time.monotonic()
+            outcomes = fire(processes.url, stand_in, asked, args.concurrency)
+            wait_for_answers(stand_in, outcomes, args.timeout)
+            seconds = time.monotonic() - started
+            time.sleep(1.0)  # let a late duplicate show up before counting
+            tracebacks = sum(
+                log.read_text(errors="replace").count("Traceback")
+                for log in scratch.glob("*.log")
+                if log.name != "milvus.log"
+            )
+            print(report(args, outcomes, stand_in, len(llm.requests), tracebacks, seconds))
+        finally:
+            processes.stop()
+            milvus.stop()
+            if args.logs is not None:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in scratch.glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
+            client = redis.Redis.from_url(args.redis)
+            delete_prefix(client, variables["RAGBOT_REDIS_PREFIX"])
+            client.close()
+            llm.stop()
+            stand_in.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
