@@ -35,6 +35,13 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_CARD = "model card"
 OURS = "Qwen3Reranker"
+# Each implementation at each precision: the same weights, the same inputs.
+VARIANTS = {
+    f"{MODEL_CARD} fp32": (MODEL_CARD, "float32"),
+    f"{OURS} fp32": (OURS, "float32"),
+    f"{MODEL_CARD} bf16": (MODEL_CARD, "bfloat16"),
+    f"{OURS} bf16": (OURS, "bfloat16"),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kv-heads", type=int, default=8)
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=151_669)
+    parser.add_argument(
+        "--precision",
+        choices=("all", "float32", "bfloat16"),
+        default="all",
+        help="which precisions to run (bf16 wants CUDA or a CPU with AMX/AVX512-BF16)",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-tokens", type=int, default=16384)
@@ -59,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--question-index", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, help="reuse (or keep) the built model here")
-    parser.add_argument("--worker", choices=[MODEL_CARD, OURS], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -138,7 +151,7 @@ def load_question(args: argparse.Namespace) -> str:
 class ModelCardReranker:
     """The Qwen3-Reranker model card's usage example, kept as written there."""
 
-    def __init__(self, model_dir: Path, device: str, max_length: int = 8192) -> None:
+    def __init__(self, model_dir: Path, device: str, dtype: str, max_length: int = 8192) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,7 +160,7 @@ class ModelCardReranker:
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         self.model = (
-            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype_for(device))
+            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype_for(device, dtype))
             .to(device)
             .eval()
         )
@@ -237,10 +250,13 @@ def run_worker(variant: str, job_path: Path) -> None:
     job = json.loads(job_path.read_text(encoding="utf-8"))
     device = resolve_device(job["device"])
     query, documents, instruction = job["query"], job["documents"], job["instruction"]
-    if variant == MODEL_CARD:
-        reranker: Any = ModelCardReranker(Path(job["model_dir"]), device)
+    implementation, dtype = VARIANTS[variant]
+    if implementation == MODEL_CARD:
+        reranker: Any = ModelCardReranker(Path(job["model_dir"]), device, dtype)
     else:
-        reranker = Qwen3Reranker(job["model_dir"], device=device, batch_tokens=job["batch_tokens"])
+        reranker = Qwen3Reranker(
+            job["model_dir"], device=device, batch_tokens=job["batch_tokens"], dtype=dtype
+        )
     memory = PeakMemory(device)
     times_ms = []
     for run in range(job["warmup"] + job["repeats"]):
@@ -251,7 +267,7 @@ def run_worker(variant: str, job_path: Path) -> None:
         if run >= job["warmup"]:
             times_ms.append((time.perf_counter() - started) * 1000)
     result = {"times_ms": times_ms, "peak_bytes": memory.peak_bytes(), "scores": scores}
-    if variant == OURS:
+    if implementation == OURS:
         rows = reranker.build_inputs(query, documents, instruction=instruction)
         result["prompt_tokens"] = [len(row) for row in rows]
     print(json.dumps(result))
@@ -268,22 +284,26 @@ def run_variant(variant: str, job_path: Path) -> dict[str, Any]:
 
 
 def print_report(args: argparse.Namespace, job: dict[str, Any], results: dict[str, Any]) -> None:
-    tokens = results[OURS]["prompt_tokens"]
+    tokens = results[f"{OURS} fp32"]["prompt_tokens"]
     print(
         f"device={job['device']} layers={args.layers} hidden={args.hidden} vocab={args.vocab} "
         f"candidates={len(job['documents'])} prompt tokens: min {min(tokens)} max {max(tokens)} "
         f"total {sum(tokens)}; median of {args.repeats} run(s) after {args.warmup} warm-up"
     )
-    base = results[MODEL_CARD]
+    base = results[f"{MODEL_CARD} fp32"]
     base_ms = statistics.median(base["times_ms"])
-    print(f"{'variant':<16} {'time ms':>10} {'peak MB':>10} {'speedup':>8} {'memory ratio':>13}")
+    print("speedup, memory ratio and score difference are against the model card in fp32")
+    header = f"{'variant':<20} {'time ms':>10} {'peak MB':>10} {'speedup':>8} {'mem ratio':>10}"
+    print(header + f" {'max |score diff|':>17}")
     for name, result in results.items():
         ms = statistics.median(result["times_ms"])
         peak_mb = result["peak_bytes"] / 2**20
         ratio = base["peak_bytes"] / max(result["peak_bytes"], 1)
-        print(f"{name:<16} {ms:>10.1f} {peak_mb:>10.1f} {base_ms / ms:>7.2f}x {ratio:>12.1f}x")
-    diff = max(abs(a - b) for a, b in zip(base["scores"], results[OURS]["scores"], strict=True))
-    print(f"max abs score difference: {diff:.2e}")
+        diff = max(abs(a - b) for a, b in zip(base["scores"], result["scores"], strict=True))
+        print(
+            f"{name:<20} {ms:>10.1f} {peak_mb:>10.1f} {base_ms / ms:>7.2f}x {ratio:>9.1f}x "
+            f"{diff:>17.2e}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         job_path = Path(scratch) / "job.json"
         job_path.write_text(json.dumps(job), encoding="utf-8")
-        results = {variant: run_variant(variant, job_path) for variant in (MODEL_CARD, OURS)}
+        chosen = [v for v in VARIANTS if args.precision in ("all", VARIANTS[v][1])]
+        results = {variant: run_variant(variant, job_path) for variant in chosen}
         print_report(args, job, results)
 
 

@@ -14,6 +14,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.intake import INTAKE_THREADS
 from bot.listeners import register
 from bot.services import BotServices
 from bot.settings import BotSettings
@@ -21,7 +22,7 @@ from rag_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-LISTENER_THREADS = 32
+LISTENER_THREADS = 16
 
 
 def build_web_client(settings: BotSettings) -> WebClient:
@@ -44,8 +45,9 @@ def build_app(settings: BotSettings, services: BotServices, *, client: WebClient
     """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id.
 
     Events are acknowledged before their listener runs (``process_before_response`` off);
-    listeners run on :data:`LISTENER_THREADS` threads, enough that a burst of mentions
-    does not keep a slash command waiting for a thread (and Slack for its ack).
+    question listeners only hand the event to :data:`~bot.intake.INTAKE_THREADS` intake
+    threads, so Bolt's :data:`LISTENER_THREADS` stay free for slash commands and button
+    clicks, which are acknowledged from inside their listener.
     """
     app = App(
         client=client,
@@ -57,7 +59,8 @@ def build_app(settings: BotSettings, services: BotServices, *, client: WebClient
         ),
         logger=logging.getLogger("bot.bolt"),
     )
-    register(app, services)
+    intake = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="slack-intake")
+    register(app, services, intake=intake)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,23 @@ FILES_ONLY_TEXT = (
     "Please type your question in the message."
 )
 QUEUE_DOWN_TEXT = "The question queue is unavailable right now; please try again in a minute."
+INTAKE_THREADS = 8
+"""Threads accepting questions: few, so a burst of events leaves the GIL to the HTTP
+threads acknowledging the next ones (Slack wants every ack within 3 s)."""
+
+
+def in_background(intake: Executor, action: Callable[[], object]) -> None:
+    """Run ``action`` on the intake threads, after the event is acknowledged, so neither
+    the ack nor Bolt's listener threads (which slash commands wait on) are held up.
+    A failure is logged with its traceback: there is no caller left to raise it to."""
+
+    def run() -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("accepting a question failed")
+
+    intake.submit(run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ def load_embedder_from(settings: Settings, model: str | None = None) -> Embedder
         instruction=settings.embed_instruction,
         max_length=settings.embed_max_length,
         batch_size=settings.embed_batch_size,
+        dtype=settings.dtype,
     )
 
 
@@ -50,6 +51,7 @@ def load_reranker_from(settings: Settings) -> Reranker | None:
         max_length=settings.rerank_max_length,
         instruction=settings.rerank_instruction,
         batch_tokens=settings.rerank_batch_tokens,
+        dtype=settings.dtype,
     )
 
 

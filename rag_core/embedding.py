@@ -53,6 +53,7 @@ class Qwen3Embedder:
         instruction: str | None = None,
         max_length: int = 8192,
         batch_size: int = 32,
+        dtype: str = "auto",
     ) -> None:
         _check_positive(batch_size=batch_size, max_length=max_length)
         if dim is not None and dim < 1:
@@ -62,6 +63,7 @@ class Qwen3Embedder:
         self._max_length = max_length
         self._batch_size = batch_size
         self._device = resolve_device(device)
+        self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
         hidden_size = int(self._model.config.hidden_size)
         if dim is not None and dim > hidden_size:
@@ -80,7 +82,7 @@ class Qwen3Embedder:
             )
             model = AutoModel.from_pretrained(
                 source.location,
-                dtype=torch_dtype_for(self._device),
+                dtype=self._dtype,
                 local_files_only=source.local_files_only,
             )
         except _LOAD_ERRORS as error:
@@ -171,11 +173,13 @@ class SentenceTransformerEmbedder:
         dim: int | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
+        dtype: str = "auto",
     ) -> None:
         _check_positive(batch_size=batch_size, max_length=max_length)
         self._model_id = model_name_or_path
         self._batch_size = batch_size
         self._device = resolve_device(device)
+        self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
         if max_length is not None and max_length < (self._model.max_seq_length or max_length + 1):
             self._model.max_seq_length = max_length
@@ -194,7 +198,10 @@ class SentenceTransformerEmbedder:
         source = locate_model(self._model_id, hint=EMBED_MODEL_HINT)
         try:
             self._model: SentenceTransformer = SentenceTransformer(
-                source.location, device=self._device, local_files_only=source.local_files_only
+                source.location,
+                device=self._device,
+                local_files_only=source.local_files_only,
+                model_kwargs={"dtype": self._dtype},
             )
         except _LOAD_ERRORS as error:
             raise _load_error(self._model_id, error) from error
@@ -252,6 +259,7 @@ def load_embedder(
     instruction: str | None = None,
     max_length: int = 8192,
     batch_size: int = 32,
+    dtype: str = "auto",
 ) -> Embedder:
     """The right embedder for a model: Qwen3 per its ``config.json``, else sentence-transformers.
 
@@ -269,9 +277,15 @@ def load_embedder(
             instruction=instruction,
             max_length=max_length,
             batch_size=batch_size,
+            dtype=dtype,
         )
     return SentenceTransformerEmbedder(
-        model_name_or_path, device=device, dim=dim, batch_size=batch_size, max_length=max_length
+        model_name_or_path,
+        device=device,
+        dim=dim,
+        batch_size=batch_size,
+        max_length=max_length,
+        dtype=dtype,
     )
 
 

@@ -43,7 +43,8 @@ class Qwen3Reranker:
 
     Pairs are run in length-sorted batches whose padded size (longest × count) stays
     within ``batch_tokens``, so memory is bounded by tokens rather than by the number
-    of documents. Weights are bf16 on CUDA, float32 elsewhere.
+    of documents. Weights are bf16 on CUDA and on CPUs with native bf16 unless ``dtype``
+    says otherwise; the final yes/no margin is always computed in float32.
 
     Raises:
         ModelLoadError: the model cannot be found or loaded, or its vocabulary lacks
@@ -60,6 +61,7 @@ class Qwen3Reranker:
         max_length: int = 8192,
         instruction: str | None = None,
         batch_tokens: int = 16384,
+        dtype: str = "auto",
     ) -> None:
         if batch_tokens < 1:
             raise ConfigError(f"RAGBOT_RERANK_BATCH_TOKENS must be positive, got {batch_tokens}.")
@@ -67,6 +69,7 @@ class Qwen3Reranker:
         self._instruction = DEFAULT_RERANK_INSTRUCTION if instruction is None else instruction
         self._batch_tokens = batch_tokens
         self._device = resolve_device(device)
+        self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
         self._body_budget = max_length - len(self._prefix_ids) - len(self._suffix_ids)
         if self._body_budget < 1:
@@ -84,7 +87,7 @@ class Qwen3Reranker:
             )
             model = AutoModelForCausalLM.from_pretrained(
                 source.location,
-                dtype=torch_dtype_for(self._device),
+                dtype=self._dtype,
                 local_files_only=source.local_files_only,
             )
         except _LOAD_ERRORS as error:
@@ -192,6 +195,7 @@ def load_reranker(
     max_length: int = 8192,
     instruction: str | None = None,
     batch_tokens: int = 16384,
+    dtype: str = "auto",
 ) -> Qwen3Reranker | None:
     """A :class:`Qwen3Reranker`, or None when reranking is off (``""``, ``none`` or ``off``)."""
     if model_name_or_path.strip().lower() in _DISABLED_NAMES:
@@ -202,6 +206,7 @@ def load_reranker(
         max_length=max_length,
         instruction=instruction,
         batch_tokens=batch_tokens,
+        dtype=dtype,
     )
 
 

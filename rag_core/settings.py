@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         default=16384, ge=256, description="Padded tokens per reranker forward pass."
     )
     device: DeviceName = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
     # Milvus
     milvus_uri: str = "./ragbot_data/milvus.db"

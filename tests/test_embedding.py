@@ -11,7 +11,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoTokenizer
 
-from rag_core.devices import resolve_device, torch_dtype_for
+from rag_core.devices import cpu_has_fast_bf16, resolve_device, torch_dtype_for
 from rag_core.embedding import (
     Qwen3Embedder,
     SentenceTransformerEmbedder,
@@ -39,7 +39,9 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def st_model(tiny_embedding_path: Path) -> SentenceTransformer:
-    return SentenceTransformer(str(tiny_embedding_path), device="cpu")
+    return SentenceTransformer(
+        str(tiny_embedding_path), device="cpu", model_kwargs={"dtype": torch.float32}
+    )
 
 
 def test_queries_match_sentence_transformers(tiny_embedder, st_model):
@@ -53,7 +55,7 @@ def test_documents_match_sentence_transformers(tiny_embedder, st_model):
 
 
 def test_matryoshka_dim_matches_truncate_then_renormalise(tiny_embedding_path, st_model):
-    embedder = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dim=16)
+    embedder = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", dim=16)
     expected = st_model.encode(TEXTS, normalize_embeddings=True, truncate_dim=16)
     got = embedder.embed_documents(TEXTS)
     assert embedder.dim == 16
@@ -76,7 +78,9 @@ def test_query_format_and_default_instruction(tiny_embedder):
 
 
 def test_custom_instruction_changes_queries_only(tiny_embedding_path, tiny_embedder):
-    custom = Qwen3Embedder(str(tiny_embedding_path), device="cpu", instruction="Find code")
+    custom = Qwen3Embedder(
+        str(tiny_embedding_path), device="cpu", dtype="float32", instruction="Find code"
+    )
     assert custom.format_query("x") == "Instruct: Find code\nQuery:x"
     assert not np.allclose(custom.embed_queries(TEXTS[:3]), tiny_embedder.embed_queries(TEXTS[:3]))
     np.testing.assert_allclose(
@@ -95,8 +99,8 @@ def test_order_is_restored_with_mixed_lengths(tiny_embedder):
 
 
 def test_batch_size_does_not_change_results(tiny_embedding_path):
-    single = Qwen3Embedder(str(tiny_embedding_path), device="cpu", batch_size=1)
-    eight = Qwen3Embedder(str(tiny_embedding_path), device="cpu", batch_size=8)
+    single = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", batch_size=1)
+    eight = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", batch_size=8)
     np.testing.assert_allclose(
         single.embed_documents(TEXTS), eight.embed_documents(TEXTS), atol=1e-5
     )
@@ -106,7 +110,7 @@ def test_batch_size_does_not_change_results(tiny_embedding_path):
 def test_right_padding_tokenizer_gives_the_same_vectors(tmp_path, tiny_embedder):
     right = build_qwen3_embedding(tmp_path / "right", padding_side="right")
     assert AutoTokenizer.from_pretrained(right).padding_side == "right"
-    embedder = Qwen3Embedder(str(right), device="cpu", batch_size=8)
+    embedder = Qwen3Embedder(str(right), device="cpu", dtype="float32", batch_size=8)
     np.testing.assert_allclose(
         embedder.embed_documents(TEXTS), tiny_embedder.embed_documents(TEXTS), atol=1e-5
     )
@@ -126,14 +130,14 @@ def test_empty_input_gives_an_empty_matrix(tiny_embedder):
 
 
 def test_progress_reports_each_batch(tiny_embedding_path):
-    embedder = Qwen3Embedder(str(tiny_embedding_path), device="cpu", batch_size=4)
+    embedder = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", batch_size=4)
     seen: list[int] = []
     embedder.embed_documents(TEXTS, progress=seen.append)
     assert seen == [4, 4, 2]
 
 
 def test_truncation_at_max_length(tiny_embedding_path, st_model):
-    short = Qwen3Embedder(str(tiny_embedding_path), device="cpu", max_length=8)
+    short = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", max_length=8)
     long_texts = [TEXTS[1], TEXTS[6]]
     st_model.max_seq_length = 8
     try:
@@ -142,7 +146,9 @@ def test_truncation_at_max_length(tiny_embedding_path, st_model):
         st_model.max_seq_length = 32768
     got = short.embed_documents(long_texts)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    full = Qwen3Embedder(str(tiny_embedding_path), device="cpu").embed_documents(long_texts)
+    full = Qwen3Embedder(
+        str(tiny_embedding_path), device="cpu", dtype="float32"
+    ).embed_documents(long_texts)
     assert not np.allclose(got, full, atol=1e-3)
 
 
@@ -157,23 +163,23 @@ def test_count_tokens_excludes_special_tokens(tiny_embedder, tiny_embedding_path
 
 def test_dim_larger_than_model_is_a_config_error(tiny_embedding_path):
     with pytest.raises(ConfigError, match=r"\(65\).*\(64\)"):
-        Qwen3Embedder(str(tiny_embedding_path), device="cpu", dim=65)
+        Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", dim=65)
     with pytest.raises(ConfigError, match="positive"):
-        Qwen3Embedder(str(tiny_embedding_path), device="cpu", dim=0)
+        Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", dim=0)
 
 
 def test_missing_model_path_names_the_path_and_setting(tmp_path):
     missing = tmp_path / "no-such-model"
     for build in (Qwen3Embedder, load_embedder):
         with pytest.raises(ModelLoadError) as caught:
-            build(str(missing), device="cpu")
+            build(str(missing), device="cpu", dtype="float32")
         assert str(missing) in str(caught.value)
         assert "RAGBOT_EMBED_MODEL" in str(caught.value)
 
 
 def test_folder_without_a_model_is_a_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match=r"config\.json"):
-        load_embedder(str(tmp_path), device="cpu")
+        load_embedder(str(tmp_path), device="cpu", dtype="float32")
 
 
 def test_uncached_hub_id_fails_fast_when_offline(monkeypatch):
@@ -182,16 +188,20 @@ def test_uncached_hub_id_fails_fast_when_offline(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     started = time.monotonic()
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE") as caught:
-        load_embedder("ragbot-tests/not-a-real-model", device="cpu")
+        load_embedder(
+            "ragbot-tests/not-a-real-model", device="cpu", dtype="float32"
+        )
     assert time.monotonic() - started < 5
     assert "ragbot-tests/not-a-real-model" in str(caught.value)
 
 
 def test_load_embedder_picks_the_implementation(tiny_embedding_path, minilm_path):
-    qwen = load_embedder(str(tiny_embedding_path), device="cpu", dim=32, instruction="Find code")
+    qwen = load_embedder(
+        str(tiny_embedding_path), device="cpu", dtype="float32", dim=32, instruction="Find code"
+    )
     assert isinstance(qwen, Qwen3Embedder)
     assert (qwen.dim, qwen.instruction) == (32, "Find code")
-    generic = load_embedder(str(minilm_path), device="cpu", max_length=8192)
+    generic = load_embedder(str(minilm_path), device="cpu", dtype="float32", max_length=8192)
     assert isinstance(generic, SentenceTransformerEmbedder)
     assert generic.dim == 384
 
@@ -201,7 +211,9 @@ def test_packaged_fallback_is_the_minilm_folder(minilm_path):
 
 
 def test_minilm_prefers_the_relevant_passage(minilm_path):
-    embedder = SentenceTransformerEmbedder(str(minilm_path), device="cpu", max_length=8192)
+    embedder = SentenceTransformerEmbedder(
+        str(minilm_path), device="cpu", dtype="float32", max_length=8192
+    )
     assert embedder.instruction == ""
     assert embedder.count_tokens("create an index") == 3
     query = embedder.embed_queries(["How do I create an index on a vector field in Milvus?"])[0]
@@ -215,7 +227,7 @@ def test_minilm_prefers_the_relevant_passage(minilm_path):
 
 
 def test_minilm_matryoshka_rows_are_unit_norm(minilm_path):
-    embedder = SentenceTransformerEmbedder(str(minilm_path), device="cpu", dim=128)
+    embedder = SentenceTransformerEmbedder(str(minilm_path), device="cpu", dtype="float32", dim=128)
     rows = embedder.embed_documents(TEXTS[:4])
     assert rows.shape == (4, 128)
     assert rows.dtype == np.float32
@@ -235,4 +247,21 @@ def test_resolve_device():
     with pytest.raises(ConfigError, match="gpu"):
         resolve_device("gpu")
     assert torch_dtype_for("cuda:0") == torch.bfloat16
-    assert torch_dtype_for("cpu") == torch.float32
+    assert torch_dtype_for("cpu", "float32") == torch.float32
+    expected_cpu = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    assert torch_dtype_for("cpu") == expected_cpu
+    assert torch_dtype_for("mps") == torch.float32
+
+
+def test_auto_precision_stays_close_to_float32(tiny_embedding_path):
+    texts = ["how do I create an index", "Milvus Lite keeps data in a local file"]
+    exact = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32")
+    fast = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="bfloat16")
+    cosine = (exact.embed_documents(texts) * fast.embed_documents(texts)).sum(axis=1)
+    assert fast.embed_documents(texts).dtype == np.float32
+    assert cosine.min() > 0.98
+
+
+def test_unknown_dtype_is_a_config_error(tiny_embedding_path):
+    with pytest.raises(ConfigError, match="RAGBOT_DTYPE"):
+        Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float8")

@@ -281,7 +281,7 @@ def test_another_dimension_needs_recreate(
     from rag_core.embedding import Qwen3Embedder
 
     Indexer(store, tiny_embedder, chunker).index(docs)
-    smaller = Qwen3Embedder(tiny_embedder.model_id, device="cpu", dim=32)
+    smaller = Qwen3Embedder(tiny_embedder.model_id, device="cpu", dtype="float32", dim=32)
     with pytest.raises(IndexMismatchError, match="dim 32"):
         Indexer(store, smaller, chunker).index(docs)
     Indexer(store, smaller, chunker).index(docs, recreate=True)

@@ -157,7 +157,7 @@ def test_follow_up_is_condensed_with_the_conversation(indexed, tiny_embedder, op
 def test_collection_built_with_another_dimension_is_a_clear_error(indexed, tiny_embedding_path):
     from rag_core.embedding import Qwen3Embedder
 
-    smaller = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dim=32)
+    smaller = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32", dim=32)
     with pytest.raises(IndexMismatchError) as error:
         make_pipeline(indexed, smaller).ask("zebrafish")
     message = str(error.value)

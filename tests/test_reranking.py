@@ -61,7 +61,9 @@ def test_scores_match_the_full_logits_reference(tiny_reranker, reference):
 
 
 def test_batch_token_budget_does_not_change_scores(tiny_reranker_path, tiny_reranker):
-    one_at_a_time = Qwen3Reranker(str(tiny_reranker_path), device="cpu", batch_tokens=1)
+    one_at_a_time = Qwen3Reranker(
+        str(tiny_reranker_path), device="cpu", dtype="float32", batch_tokens=1
+    )
     assert one_at_a_time.score(QUERY, DOCUMENTS) == pytest.approx(
         tiny_reranker.score(QUERY, DOCUMENTS), abs=1e-5
     )
@@ -86,7 +88,7 @@ def test_order_is_preserved(tiny_reranker):
 
 
 def test_truncation_keeps_prefix_and_suffix(tiny_reranker_path, reference):
-    reranker = Qwen3Reranker(str(tiny_reranker_path), device="cpu", max_length=160)
+    reranker = Qwen3Reranker(str(tiny_reranker_path), device="cpu", dtype="float32", max_length=160)
     tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
     prefix = tokenizer(RERANK_PREFIX, add_special_tokens=False)["input_ids"]
     suffix = tokenizer(RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
@@ -123,7 +125,9 @@ def test_instruction_override_changes_scores(tiny_reranker_path, tiny_reranker, 
     overridden = tiny_reranker.score(QUERY, DOCUMENTS, instruction=instruction)
     assert max(abs(a - b) for a, b in zip(default, overridden, strict=True)) > 1e-3
     assert overridden == pytest.approx(reference(QUERY, DOCUMENTS, instruction), abs=1e-4)
-    configured = Qwen3Reranker(str(tiny_reranker_path), device="cpu", instruction=instruction)
+    configured = Qwen3Reranker(
+        str(tiny_reranker_path), device="cpu", dtype="float32", instruction=instruction
+    )
     assert configured.instruction == instruction
     assert configured.score(QUERY, DOCUMENTS) == pytest.approx(overridden, abs=1e-6)
 
@@ -136,7 +140,7 @@ def test_empty_documents(tiny_reranker):
 def test_missing_model_names_the_path_and_setting(tmp_path):
     missing = tmp_path / "no-such-reranker"
     with pytest.raises(ModelLoadError) as caught:
-        Qwen3Reranker(str(missing), device="cpu")
+        Qwen3Reranker(str(missing), device="cpu", dtype="float32")
     assert str(missing) in str(caught.value)
     assert "RAGBOT_RERANK_MODEL" in str(caught.value)
     assert "none" in str(caught.value)
@@ -144,12 +148,22 @@ def test_missing_model_names_the_path_and_setting(tmp_path):
 
 def test_max_length_too_small_for_the_prompt(tiny_reranker_path):
     with pytest.raises(ConfigError, match="RAGBOT_RERANK_MAX_LENGTH"):
-        Qwen3Reranker(str(tiny_reranker_path), device="cpu", max_length=16)
+        Qwen3Reranker(str(tiny_reranker_path), device="cpu", dtype="float32", max_length=16)
 
 
 def test_load_reranker(tiny_reranker_path):
     assert load_reranker("") is None
     assert load_reranker("none") is None
-    reranker = load_reranker(str(tiny_reranker_path), device="cpu", batch_tokens=512)
+    reranker = load_reranker(
+        str(tiny_reranker_path), device="cpu", dtype="float32", batch_tokens=512
+    )
     assert isinstance(reranker, Qwen3Reranker)
     assert reranker.model_id == str(tiny_reranker_path)
+
+
+def test_bfloat16_scores_stay_close_to_float32(tiny_reranker, tiny_reranker_path):
+    documents = ["Milvus Lite runs in process.", "Bananas are yellow.", "Use an HNSW index."]
+    fast = Qwen3Reranker(str(tiny_reranker_path), device="cpu", dtype="bfloat16")
+    exact_scores = tiny_reranker.score("How do I run Milvus Lite?", documents)
+    fast_scores = fast.score("How do I run Milvus Lite?", documents)
+    assert fast_scores == pytest.approx(exact_scores, abs=0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 from slack_bolt import App
 
 from bot.listeners.actions import feedback
@@ -10,8 +12,9 @@ from bot.listeners.events import mention, message
 from bot.services import BotServices
 
 
-def register(app: App, services: BotServices) -> None:
-    mention.register(app, services)
-    message.register(app, services)
+def register(app: App, services: BotServices, *, intake: Executor) -> None:
+    """``intake``: the threads that accept questions once their events are acknowledged."""
+    mention.register(app, services, intake=intake)
+    message.register(app, services, intake=intake)
     reindex.register(app, services)
     feedback.register(app, services)

@@ -6,12 +6,13 @@ Channel messages that mention the bot are left to the ``app_mention`` listener
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.intake import IncomingQuestion, accept_question
+from bot.intake import IncomingQuestion, accept_question, in_background
 from bot.services import BotServices
 from bot.text import mentions
 
@@ -34,17 +35,16 @@ def is_question(event: dict[str, Any], *, bot_user_id: str, services: BotService
     return services.threads.contains(event["channel"], thread_ts)
 
 
-def register(app: App, services: BotServices) -> None:
+def register(app: App, services: BotServices, *, intake: Executor) -> None:
     @app.event("message")
     def on_message(
         event: dict[str, Any], body: dict[str, Any], client: WebClient, context: dict[str, Any]
     ) -> None:
         bot_user_id = context["bot_user_id"]
-        if not is_question(event, bot_user_id=bot_user_id, services=services):
-            return
-        accept_question(
-            IncomingQuestion.from_event(event, body),
-            services=services,
-            client=client,
-            bot_user_id=bot_user_id,
-        )
+
+        def accept() -> None:
+            if is_question(event, bot_user_id=bot_user_id, services=services):
+                incoming = IncomingQuestion.from_event(event, body)
+                accept_question(incoming, services=services, client=client, bot_user_id=bot_user_id)
+
+        in_background(intake, accept)
