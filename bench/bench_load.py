@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import redis
 
-from tests.fixtures.bot import Sent, SlackEvents
 from tests.fixtures.bot_stack import (
     BotProcesses,
     MilvusLiteServer,
@@ -53,6 +52,7 @@ from tests.fixtures.bot_stack import (
 from tests.fixtures.openai_server import OpenAIStubServer
 from tests.fixtures.redis_db import delete_prefix
 from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn
+from tests.fixtures.slack_events import Sent, SlackEvents
 
 ACK_TARGET_S = 0.300
 TOPICS = (

@@ -47,10 +47,12 @@ class ProgressBars:
 
 
 def build_indexer(settings: Settings, models: Models, store: MilvusStore) -> Indexer:
+    # A chunk longer than the embedder reads would be searched on its first part only.
+    max_tokens = min(settings.chunk_tokens, models.embedder.max_tokens - 2)  # [CLS], [SEP]
     chunker = MarkdownChunker(
         models.embedder.count_tokens,
-        max_tokens=settings.chunk_tokens,
-        overlap_tokens=settings.chunk_overlap,
+        max_tokens=max_tokens,
+        overlap_tokens=min(settings.chunk_overlap, max_tokens // 4),
         source_base_url=settings.source_base_url,
     )
     return Indexer(store, models.embedder, chunker, embed_batch_size=settings.embed_batch_size)

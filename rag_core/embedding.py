@@ -104,6 +104,10 @@ class Qwen3Embedder:
     def instruction(self) -> str:
         return self._instruction
 
+    @property
+    def max_tokens(self) -> int:
+        return self._max_length
+
     def format_query(self, text: str) -> str:
         """The exact string embedded for a query (the model was trained on this format)."""
         return f"Instruct: {self._instruction}\nQuery:{text}"
@@ -219,6 +223,10 @@ class SentenceTransformerEmbedder:
     def instruction(self) -> str:
         """The model's own query prompt, or ``""`` when it has none."""
         return str(self._model.prompts.get("query", "") or "")
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._model.max_seq_length or 512)
 
     def format_query(self, text: str) -> str:
         return f"{self.instruction}{text}"

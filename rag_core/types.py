@@ -122,6 +122,11 @@ class Embedder(Protocol):
     @property
     def instruction(self) -> str: ...
 
+    @property
+    def max_tokens(self) -> int:
+        """Longest input in tokens; longer text is truncated before embedding."""
+        ...
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_documents(
