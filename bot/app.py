@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -49,16 +50,10 @@ def build_app(settings: BotSettings, services: BotServices, *, client: WebClient
     threads, so Bolt's :data:`LISTENER_THREADS` stay free for slash commands and button
     clicks, which are acknowledged from inside their listener.
     """
-    app = App(
-        client=client,
-        signing_secret=settings.slack_signing_secret,  # "" (not None): Bolt reads no env
-        request_verification_enabled=bool(settings.slack_signing_secret),
-        process_before_response=False,
-        listener_executor=ThreadPoolExecutor(
-            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
-        ),
-        logger=logging.getLogger("bot.bolt"),
-    )
+    try:
+        app = _bolt_app(settings, client)
+    except BoltError as error:  # auth.test refused the token
+        raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from error
     intake = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="slack-intake")
     register(app, services, intake=intake)
 
@@ -68,3 +63,16 @@ def build_app(settings: BotSettings, services: BotServices, *, client: WebClient
         return None
 
     return app
+
+
+def _bolt_app(settings: BotSettings, client: WebClient) -> App:
+    return App(
+        client=client,
+        signing_secret=settings.slack_signing_secret,  # "" (not None): Bolt reads no env
+        request_verification_enabled=bool(settings.slack_signing_secret),
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
+        ),
+        logger=logging.getLogger("bot.bolt"),
+    )

@@ -7,6 +7,7 @@ import signal
 import threading
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.answering import AskHandler
 from bot.app import build_web_client
@@ -37,7 +38,12 @@ def build_worker(
             pipeline.answer_cache = AnswerCache(
                 runtime.redis, prefix=prefix, ttl_s=settings.answer_cache_ttl_s
             )
-    bot_user_id = str(client.auth_test()["user_id"])
+    try:
+        bot_user_id = str(client.auth_test()["user_id"])
+    except SlackApiError as error:
+        raise ConfigError(
+            f"Slack refused SLACK_BOT_TOKEN (auth.test: {error.response.get('error')})."
+        ) from error
     services = runtime.services
     return Worker(
         name=name,

@@ -19,8 +19,6 @@ from pydantic import ValidationError
 from rag_core.errors import RagbotError
 from rag_core.settings import Settings, load_settings
 
-log = logging.getLogger("ragbot")
-
 EXIT_USER_ERROR = 2
 Handler = Callable[[argparse.Namespace, Settings], int]
 ParserExtension = Callable[[argparse._SubParsersAction], None]
@@ -89,15 +87,17 @@ def _configure_logging(*, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("ragbot").setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        logging.getLogger("pymilvus").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
-        from transformers.utils import logging as hf_logging
+        logging.getLogger("pymilvus").setLevel(logging.ERROR)
+        # Read by transformers and huggingface_hub when (and only if) they are imported.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:  # already imported: the variables came too late
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
 
 
 def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rag_core.components import Models, load_models, open_store
-from rag_core.errors import IndexMismatchError
+from rag_core.errors import IndexMismatchError, InputError
 from rag_core.evaluation import evaluate, format_table, load_questions, report
 from rag_core.generation import ChatGenerator, build_openai_client
 from rag_core.ingest.chunking import MarkdownChunker
@@ -62,7 +62,9 @@ def run_index(
     settings: Settings, path: Path, *, recreate: bool = False, models: Models | None = None
 ) -> str:
     """Index ``path`` with a progress bar; returns the printable summary."""
-    models = load_models(settings) if models is None else models
+    if not path.exists():
+        raise InputError(f"No such file or directory: {path}")
+    models = load_models(settings, with_reranker=False) if models is None else models
     store = open_store(settings)
     bars = ProgressBars()
     try:

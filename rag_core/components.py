@@ -55,7 +55,9 @@ def load_reranker_from(settings: Settings) -> Reranker | None:
     )
 
 
-def load_models(settings: Settings, *, allow_fallback: bool = False) -> Models:
+def load_models(
+    settings: Settings, *, allow_fallback: bool = False, with_reranker: bool = True
+) -> Models:
     """Load the embedder and reranker named by the settings.
 
     A model that cannot be loaded is an error, except when ``allow_fallback`` is set
@@ -68,7 +70,8 @@ def load_models(settings: Settings, *, allow_fallback: bool = False) -> Models:
         if not (allow_fallback and settings.embed_model == DEFAULT_EMBED_MODEL):
             raise
         return _fallback_models(settings, error)
-    return Models(embedder=embedder, reranker=load_reranker_from(settings))
+    reranker = load_reranker_from(settings) if with_reranker else None
+    return Models(embedder=embedder, reranker=reranker)
 
 
 def _fallback_models(settings: Settings, error: ModelLoadError) -> Models:

@@ -102,7 +102,12 @@ class MilvusStore:
                 "nor an http(s):// or tcp:// address of a Milvus server."
             )
         try:
-            client = MilvusClient(uri=target, token=token, timeout=timeout_s)
+            # No keepalive pings while idle: Milvus Lite's server answers them with GOAWAY.
+            options = {"grpc_options": {"grpc.keepalive_permit_without_calls": False}}
+            remote = urlparse(uri).scheme.lower() in _REMOTE_SCHEMES
+            client = MilvusClient(
+                uri=target, token=token, timeout=timeout_s, **(options if remote else {})
+            )
         except (MilvusException, grpc.RpcError) as error:
             hint = (
                 " Is another process using it? Several processes need a Milvus server "

@@ -5,18 +5,24 @@ stand-in, and the real ``WebClient`` talking to the Slack stand-in."""
 from __future__ import annotations
 
 import re
+import time
 
 from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, SOURCES_LABEL, WORKING_TEXT
 from bot.intake import EMPTY_QUESTION_TEXT, FILES_ONLY_TEXT
-from tests.fixtures.bot import (
+from tests.fixtures.bot_stack import SOURCE_BASE_URL
+from tests.fixtures.slack_api import (
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    event_callback_body,
+    sign_request,
+)
+from tests.fixtures.slack_events import (
     ACK_BUDGET_S,
     Sent,
     bot_messages,
     wait_for_answer,
     wait_quiet,
 )
-from tests.fixtures.bot_stack import SOURCE_BASE_URL
-from tests.fixtures.slack_api import BOT_USER_ID
 
 SOURCE_LINK = re.compile(r"^<(https?://[^|>]+)\|\[(\d+)\] ([^>]+)>$")
 A_FILE = {"id": "F1", "name": "screenshot.png", "mimetype": "image/png"}
@@ -180,3 +186,19 @@ def test_oversized_empty_and_file_only_messages_get_replies_and_no_job(
     assert openai_server.requests == []
     assert bot_stack.redis.xlen(bot_stack.stream) == 0
     assert not bot_stack.tracebacks()
+
+
+def test_forged_or_replayed_requests_are_refused(bot_stack, slack_events, slack_api, new_user):
+    event = {"type": "app_mention", "user": new_user(), "channel": "C1"}
+    event.update(text=f"<@{BOT_USER_ID}> hi", ts=slack_events.new_ts())
+    body = event_callback_body(event, event_id="EvForged")
+    json_type = {"Content-Type": "application/json"}
+    forged = slack_events.send(body, {**json_type, **sign_request(body, "not-the-secret")})
+    an_hour_ago = int(time.time()) - 3600
+    replayed = sign_request(body, SIGNING_SECRET, timestamp=an_hour_ago)
+    replay = slack_events.send(body, {**json_type, **replayed})
+    unsigned = slack_events.send(body, json_type)
+
+    assert [forged.status, replay.status, unsigned.status] == [401, 401, 401]
+    wait_quiet(slack_api, quiet_s=1.0)
+    assert slack_api.calls_for("chat.postMessage") == []

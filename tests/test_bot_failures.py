@@ -8,7 +8,7 @@ import time
 from bot.answering import LLM_BUSY, LLM_DOWN
 from bot.jobs import JobState
 from bot.queue import RedisJobLedger
-from tests.fixtures.bot import bot_messages, wait_for_answer, wait_quiet
+from tests.fixtures.slack_events import bot_messages, wait_for_answer, wait_quiet
 
 
 def wait_for_requests(openai_server, count: int, *, timeout_s: float = 20.0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, WORKING_TEXT, feedback_ack_text
 from bot.feedback import FeedbackStore
-from tests.fixtures.bot import ACK_BUDGET_S, bot_messages, wait_for_answer, wait_quiet
+from tests.fixtures.slack_events import ACK_BUDGET_S, bot_messages, wait_for_answer, wait_quiet
 
 
 def test_feedback_click_is_stored_and_thanked_privately(

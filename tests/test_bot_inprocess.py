@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.bot import bot_messages, wait_for_answer, wait_for_dm
 from tests.fixtures.bot_stack import ADMIN_USER, BotProcesses, process_env
+from tests.fixtures.slack_events import bot_messages, wait_for_answer, wait_for_dm
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 
 from bot.answering import SEARCH_DOWN_FINAL, SEARCH_DOWN_RETRYING
 from bot.intake import QUEUE_DOWN_TEXT
-from tests.fixtures.bot import ACK_BUDGET_S, bot_messages, wait_for_answer
 from tests.fixtures.bot_stack import MilvusLiteServer, bot_settings, index_docs
+from tests.fixtures.slack_events import ACK_BUDGET_S, bot_messages, wait_for_answer
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,9 @@ def test_search_index_outage_past_the_last_attempt_gets_a_final_message(
 
 
 def test_redis_outage_tells_the_asker_and_the_bot_recovers_when_it_returns(
-    redis_server, in_thread_bot, events_to, slack_api, new_user
+    redis_server, milvus_to_stop, in_thread_bot, events_to, slack_api, new_user
 ):
-    bot = in_thread_bot(redis_url=redis_server.url)
+    bot = in_thread_bot(redis_url=redis_server.url, milvus_uri=milvus_to_stop.uri)
     events = events_to(bot.url)
     user = new_user()
 

@@ -4,8 +4,14 @@ what a re-index does to cached answers."""
 from __future__ import annotations
 
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
-from tests.fixtures.bot import ACK_BUDGET_S, dm_versions, wait_for_answer, wait_for_dm, wait_quiet
 from tests.fixtures.bot_stack import ADMIN_USER
+from tests.fixtures.slack_events import (
+    ACK_BUDGET_S,
+    dm_versions,
+    wait_for_answer,
+    wait_for_dm,
+    wait_quiet,
+)
 
 
 def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
