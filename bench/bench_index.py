@@ -71,6 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="folder to index")
     parser.add_argument("--limit-files", type=int, default=None, help="use the first N files")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 (both paths)")
     parser.add_argument("--only-embed", action="store_true", help="skip the Milvus part")
     parser.add_argument("--naive-sample", type=int, default=300, help="texts for one-at-a-time")
     parser.add_argument("--repeat", type=int, default=2, help="timings per path; best is kept")
@@ -108,10 +109,15 @@ def make_chunks(root: Path, chunker: MarkdownChunker) -> list[Chunk]:
     return [c for doc in load_documents(root).documents for c in chunker.chunk(doc)]
 
 
-def load_tutorial_model(model_path: str, device: str) -> SentenceTransformer:
+def load_tutorial_model(model_path: str, device: str, dtype: str) -> SentenceTransformer:
+    """The tutorial's model, at the same precision as the indexer's for a fair comparison."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_path, device=device)
+    from rag_core.devices import torch_dtype_for
+
+    return SentenceTransformer(
+        model_path, device=device, model_kwargs={"dtype": torch_dtype_for(device, dtype)}
+    )
 
 
 def time_one_at_a_time(
@@ -241,8 +247,9 @@ def _synchronise(device: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     model = args.model or default_model()
-    embedder = load_embedder(model, device=args.device)
-    tutorial = load_tutorial_model(model, args.device)
+    embedder = load_embedder(model, device=args.device, dtype=args.dtype)
+    tutorial = load_tutorial_model(model, args.device, args.dtype)
+    print(f"model {model} on {args.device}, dtype {args.dtype}")
     window = int(tutorial.max_seq_length or 10**9)
     if args.chunk_tokens is None:
         args.chunk_tokens = min(Settings().chunk_tokens, window - 2)

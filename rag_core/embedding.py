@@ -31,7 +31,27 @@ EMBED_MODEL_HINT = (
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
-class Qwen3Embedder:
+class _EmbedderVerbs:
+    """The two public verbs, shared: queries get the prompt, documents go in as they are."""
+
+    def format_query(self, text: str) -> str:
+        raise NotImplementedError
+
+    def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed search queries with the instruction prefix; shape ``(len(texts), dim)``."""
+        return self._embed([self.format_query(text) for text in texts], progress=None)
+
+    def embed_documents(
+        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
+    ) -> np.ndarray:
+        """Embed passages as they are; ``progress`` is called with each batch's size."""
+        return self._embed(list(texts), progress=progress)
+
+
+class Qwen3Embedder(_EmbedderVerbs):
     """Qwen3-Embedding with last-token pooling, run directly on ``transformers``.
 
     Queries are prefixed with ``Instruct: {instruction}\\nQuery:``; documents are
@@ -112,16 +132,6 @@ class Qwen3Embedder:
         """The exact string embedded for a query (the model was trained on this format)."""
         return f"Instruct: {self._instruction}\nQuery:{text}"
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed search queries with the instruction prefix; shape ``(len(texts), dim)``."""
-        return self._embed([self.format_query(text) for text in texts], progress=None)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
-    ) -> np.ndarray:
-        """Embed passages as they are; ``progress`` is called with each batch's size."""
-        return self._embed(list(texts), progress=progress)
-
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes, without special tokens (for chunk sizing)."""
         return len(self._tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
@@ -161,7 +171,7 @@ class Qwen3Embedder:
         return torch.nn.functional.normalize(vectors, p=2, dim=1).cpu().numpy()
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(_EmbedderVerbs):
     """Any sentence-transformers model (e.g. the packaged all-MiniLM-L6-v2) as an :class:`Embedder`.
 
     Queries get the model's own ``query`` prompt when it defines one. ``max_length``
@@ -230,14 +240,6 @@ class SentenceTransformerEmbedder:
 
     def format_query(self, text: str) -> str:
         return f"{self.instruction}{text}"
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed([self.format_query(text) for text in texts], progress=None)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
-    ) -> np.ndarray:
-        return self._embed(list(texts), progress=progress)
 
     def count_tokens(self, text: str) -> int:
         tokenizer: Any = self._model.tokenizer

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.redis_db",
     "tests.fixtures.slack_api",
     "tests.fixtures.bot",
+    "tests.fixtures.socket_mode",
 ]

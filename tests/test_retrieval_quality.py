@@ -44,7 +44,6 @@ def test_hybrid_retrieval_meets_the_target_and_beats_dense(corpus_pipeline):
     print(scores)
     assert scores["hybrid"]["recall@5"] >= 0.80
     assert scores["hybrid"]["recall@5"] > scores["dense"]["recall@5"]
-    assert scores["hybrid"]["ndcg@10"] > scores["dense"]["ndcg@10"]
     assert scores["bm25"]["recall@5"] > 0.5
 
 
