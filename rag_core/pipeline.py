@@ -144,8 +144,10 @@ class RagPipeline:
         info = self.store.check_compatible(
             embed_model=self.embedder.model_id, dim=self.embedder.dim
         )
-        with _timed(timings, "condense"):
-            standalone = self.standalone_question(question, history)
+        standalone = question
+        if history:
+            with _timed(timings, "condense"):
+                standalone = self.standalone_question(question, history)
         cached = self._cached_answer(info.version, standalone, history)
         if cached is not None:
             cached.timings_ms = {"cache": round((time.perf_counter() - started) * 1000, 1)}
