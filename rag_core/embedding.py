@@ -32,7 +32,20 @@ _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
 class _EmbedderVerbs:
-    """The two public verbs, shared: queries get the prompt, documents go in as they are."""
+    """What both embedders share: identity, and the two verbs (queries get the prompt,
+    documents go in as they are)."""
+
+    _model_id: str
+    _dim: int
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        """Length of each returned row: the Matryoshka size if set, else the model's own."""
+        return self._dim
 
     def format_query(self, text: str) -> str:
         raise NotImplementedError
@@ -110,15 +123,6 @@ class Qwen3Embedder(_EmbedderVerbs):
         if self._tokenizer.pad_token is None:  # padding value is irrelevant: it is masked out
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._model = model.to(self._device).eval()
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dim(self) -> int:
-        """Length of each returned row: the Matryoshka size if set, else the hidden size."""
-        return self._dim
 
     @property
     def instruction(self) -> str:
@@ -220,14 +224,6 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
         except _LOAD_ERRORS as error:
             raise _load_error(self._model_id, error) from error
         self._model.eval()
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dim(self) -> int:
-        return self._dim
 
     @property
     def instruction(self) -> str:
