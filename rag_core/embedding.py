@@ -8,8 +8,9 @@ the caller's order.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,7 @@ class Qwen3Embedder(_EmbedderVerbs):
         if self._tokenizer.pad_token is None:  # padding value is irrelevant: it is masked out
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._model = model.to(self._device).eval()
+        self._counter = token_counter(self._tokenizer)
 
     @property
     def instruction(self) -> str:
@@ -138,7 +140,7 @@ class Qwen3Embedder(_EmbedderVerbs):
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes, without special tokens (for chunk sizing)."""
-        return len(self._tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+        return self._counter(text)
 
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -224,6 +226,7 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
         except _LOAD_ERRORS as error:
             raise _load_error(self._model_id, error) from error
         self._model.eval()
+        self._counter = token_counter(self._model.tokenizer)
 
     @property
     def instruction(self) -> str:
@@ -238,8 +241,7 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
         return f"{self.instruction}{text}"
 
     def count_tokens(self, text: str) -> int:
-        tokenizer: Any = self._model.tokenizer
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._counter(text)
 
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -255,6 +257,23 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
             if progress is not None:
                 progress(len(batch))
         return out
+
+
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """A fast, exact token count without special tokens, for sizing chunks.
+
+    Fast tokenizers are counted on a private copy of their Rust tokenizer with
+    truncation and padding off: the shared one keeps whatever truncation the last
+    embedding call set (which would cap counts), and the Python wrapper costs more
+    than the count itself (the chunker asks tens of thousands of times per corpus).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    counter = copy.deepcopy(backend)
+    counter.no_truncation()
+    counter.no_padding()
+    return lambda text: len(counter.encode(text, add_special_tokens=False).ids)
 
 
 def load_embedder(

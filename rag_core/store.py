@@ -51,6 +51,7 @@ class IndexInfo:
     embed_dim: int
     created_at: datetime | None  # UTC; None for a collection this project did not create
     chunk_count: int
+    source_digest: str = ""  # see Indexer.source_digest; "" when unknown
 
 
 class MilvusStore:
@@ -156,6 +157,7 @@ class MilvusStore:
             embed_dim=int(props.get(rows.PROP_EMBED_DIM, "0") or 0),
             created_at=datetime.fromisoformat(created) if created else None,
             chunk_count=counted,
+            source_digest=props.get(rows.PROP_SOURCE_DIGEST, ""),
         )
 
     def check_compatible(self, *, embed_model: str, dim: int) -> IndexInfo:
@@ -182,10 +184,11 @@ class MilvusStore:
 
     # -- building a version -----------------------------------------------------------
 
-    def create_version(self, *, embed_model: str, dim: int) -> str:
+    def create_version(self, *, embed_model: str, dim: int, source_digest: str = "") -> str:
         """Create an empty, loaded collection for a new build; returns its name.
 
-        It stays invisible to searches until :meth:`publish`.
+        It stays invisible to searches until :meth:`publish`. ``source_digest`` records
+        what it is built from, so an unchanged corpus can be recognised next time.
         """
         if dim < 1:
             raise InputError(f"The embedding dimension must be positive, not {dim}.")
@@ -196,7 +199,7 @@ class MilvusStore:
                 version,
                 schema=rows.build_schema(dim),
                 properties=rows.collection_properties(
-                    embed_model=embed_model, dim=dim, created_at=now
+                    embed_model=embed_model, dim=dim, created_at=now, source_digest=source_digest
                 ),
                 timeout=self._timeout,
             )

@@ -28,6 +28,7 @@ PROP_EMBED_MODEL = "ragbot.embed_model"
 PROP_EMBED_DIM = "ragbot.embed_dim"
 PROP_CREATED_AT = "ragbot.created_at"
 PROP_SCHEMA_VERSION = "ragbot.schema_version"
+PROP_SOURCE_DIGEST = "ragbot.source_digest"  # the documents and chunking it was built from
 
 ID = "id"
 TEXT = "text"
@@ -115,13 +116,16 @@ def build_index_params() -> IndexParams:
     return params
 
 
-def collection_properties(*, embed_model: str, dim: int, created_at: datetime) -> dict[str, str]:
+def collection_properties(
+    *, embed_model: str, dim: int, created_at: datetime, source_digest: str = ""
+) -> dict[str, str]:
     """What a collection records about how it was built (read back by ``index_info``)."""
     return {
         PROP_EMBED_MODEL: embed_model,
         PROP_EMBED_DIM: str(dim),
         PROP_CREATED_AT: created_at.isoformat(),
         PROP_SCHEMA_VERSION: SCHEMA_VERSION,
+        PROP_SOURCE_DIGEST: source_digest,
     }
 
 

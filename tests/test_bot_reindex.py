@@ -3,6 +3,8 @@ what a re-index does to cached answers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
 from tests.fixtures.bot_stack import ADMIN_USER
 from tests.fixtures.slack_events import (
@@ -70,7 +72,7 @@ def test_failed_reindex_says_why_and_the_old_index_keeps_answering(
 
 
 def test_answer_cache_serves_repeats_until_a_reindex(
-    bot_stack, slack_events, slack_api, openai_server, new_user
+    bot_stack, bot_config, slack_events, slack_api, openai_server, new_user
 ):
     question = "Which file does MilvusClient create for Milvus Lite?"
     first = wait_for_answer(slack_api, slack_events.mention(question, user=new_user()))
@@ -83,6 +85,10 @@ def test_answer_cache_serves_repeats_until_a_reindex(
     assert repeat["text"] == first["text"]
     assert repeat["blocks"][-1] != first["blocks"][-1]  # its own answer id for feedback
 
+    # A re-index of changed docs publishes a new version, which the cache keys include.
+    # (An unchanged corpus keeps its version, and its cached answers stay right.)
+    docs = Path(bot_config["RAGBOT_DOCS_PATH"])
+    (docs / "changelog.md").write_text("# Changelog\n\nVersion 2 adds hybrid search.\n", "utf-8")
     slack_events.command("/reindex", "", user=ADMIN_USER)
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
     wait_for_answer(slack_api, slack_events.mention(question, user=new_user()))

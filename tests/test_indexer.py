@@ -163,19 +163,34 @@ def test_unchanged_reindex_embeds_nothing(make_indexer, store: MilvusStore, docs
         first.chunks_total,
         0,
     )
-    assert summary.version != first.version
+    # Same documents, chunking and model: the published version already is this build.
+    assert summary.version == first.version
     info = store.index_info()
     assert info is not None and info.version == summary.version
     assert info.chunk_count == first.chunks_total
-    assert store.drop_stale_versions() == []  # the first version was dropped on publish
+    assert store.drop_stale_versions() == []
     assert bm25_paths(store, "zygomorphic")[0] == "backup.md"
+
+
+def test_changed_chunking_rebuilds_without_reembedding_same_texts(
+    make_indexer, store: MilvusStore, docs: Path, tiny_embedder: Embedder
+) -> None:
+    first = make_indexer()[0].index(docs)
+    narrower = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=60, overlap_tokens=8)
+    embedder = CountingEmbedder(tiny_embedder)
+    summary = Indexer(store, embedder, narrower, embed_batch_size=2).index(docs)
+    assert summary.version != first.version
+    assert summary.chunks_new == len(embedder.texts)
+    assert summary.chunks_new + summary.chunks_unchanged == summary.chunks_total
 
 
 def test_reused_vectors_are_the_stored_ones(
     make_indexer, store: MilvusStore, docs: Path, tiny_embedder: Embedder
 ) -> None:
     make_indexer()[0].index(docs)
-    make_indexer()[0].index(docs)
+    (docs / "extra.md").write_text("# Extra\n\nA new page forces a rebuild.\n", "utf-8")
+    rebuilt = make_indexer()[0].index(docs)
+    assert rebuilt.chunks_new == 1 and rebuilt.chunks_unchanged > 0
     query = "How do I open the firewall port on Linux?"
     vector = tiny_embedder.embed_queries([query])[0]
     found = store.search(query_vector=vector, query_text=query, mode="dense", limit=1)

@@ -9,6 +9,8 @@ before the switch, the half-built version is dropped and the old index keeps ser
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -114,10 +116,25 @@ class Indexer:
         report = load_with_progress(Path(root), notify)
         if not report.documents:
             raise InputError(_nothing_found(Path(root), report))
+        digest = self.source_digest(report.documents)
+        if previous is not None and not recreate and previous.source_digest == digest:
+            # Same documents, same chunking, same model: the published index is this build.
+            notify(IndexProgress("publishing", 1, 1))
+            return IndexSummary(
+                files=len(report.documents),
+                skipped=len(report.skipped),
+                skipped_files=list(report.skipped),
+                chunks_total=previous.chunk_count,
+                chunks_new=0,
+                chunks_unchanged=previous.chunk_count,
+                chunks_deleted=0,
+                seconds=time.perf_counter() - started,
+                version=previous.version,
+            )
         chunks = self._chunk(report.documents, notify)
         old_hashes = self.store.stored_hashes(previous.version) if previous else {}
         version = self.store.create_version(
-            embed_model=self.embedder.model_id, dim=self.embedder.dim
+            embed_model=self.embedder.model_id, dim=self.embedder.dim, source_digest=digest
         )
         try:
             reuse_from = None if recreate or previous is None else previous.version
@@ -140,6 +157,25 @@ class Indexer:
             seconds=time.perf_counter() - started,
             version=version,
         )
+
+    def source_digest(self, documents: Sequence[Document]) -> str:
+        """Digest of everything a build depends on: each document's path, title and text,
+        the chunking settings and the embedding model. Equal digests, equal indexes."""
+        chunker = self.chunker
+        digest = hashlib.sha256()
+        settings = (
+            self.embedder.model_id,
+            self.embedder.dim,
+            chunker.max_tokens,
+            chunker.overlap_tokens,
+            chunker.min_tokens,
+            chunker.source_base_url,
+        )
+        digest.update(json.dumps(settings).encode("utf-8"))
+        for document in sorted(documents, key=lambda d: d.path):
+            for part in (document.path, document.title, document.text):
+                digest.update(hashlib.sha256(part.encode("utf-8")).digest())
+        return digest.hexdigest()
 
     def _chunk(self, documents: Sequence[Document], notify: ProgressSink) -> list[Chunk]:
         chunks: list[Chunk] = []
