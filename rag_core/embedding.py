@@ -38,6 +38,7 @@ class _EmbedderVerbs:
 
     _model_id: str
     _dim: int
+    _counter: Callable[[str], int]
 
     @property
     def model_id(self) -> str:
@@ -47,6 +48,10 @@ class _EmbedderVerbs:
     def dim(self) -> int:
         """Length of each returned row: the Matryoshka size if set, else the model's own."""
         return self._dim
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes, without special tokens (for chunk sizing)."""
+        return self._counter(text)
 
     def format_query(self, text: str) -> str:
         raise NotImplementedError
@@ -137,10 +142,6 @@ class Qwen3Embedder(_EmbedderVerbs):
     def format_query(self, text: str) -> str:
         """The exact string embedded for a query (the model was trained on this format)."""
         return f"Instruct: {self._instruction}\nQuery:{text}"
-
-    def count_tokens(self, text: str) -> int:
-        """Number of tokens ``text`` takes, without special tokens (for chunk sizing)."""
-        return self._counter(text)
 
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -239,9 +240,6 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
 
     def format_query(self, text: str) -> str:
         return f"{self.instruction}{text}"
-
-    def count_tokens(self, text: str) -> int:
-        return self._counter(text)
 
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.bot_stack import START_TIMEOUT_S, process_env
+from tests.fixtures.processes import stop_process
 from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn
 from tests.fixtures.slack_events import Ack, Sent, bot_messages, wait_for_answer, wait_quiet
 from tests.fixtures.socket_mode import SocketModeServer
@@ -53,12 +54,7 @@ def socket_app(
                 raise RuntimeError(f"the app never connected over Socket Mode:\n{log}")
         yield process, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def test_socket_mode_app_acks_a_mention_and_answers_in_thread(

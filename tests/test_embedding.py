@@ -146,9 +146,9 @@ def test_truncation_at_max_length(tiny_embedding_path, st_model):
         st_model.max_seq_length = 32768
     got = short.embed_documents(long_texts)
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    full = Qwen3Embedder(
-        str(tiny_embedding_path), device="cpu", dtype="float32"
-    ).embed_documents(long_texts)
+    full = Qwen3Embedder(str(tiny_embedding_path), device="cpu", dtype="float32").embed_documents(
+        long_texts
+    )
     assert not np.allclose(got, full, atol=1e-3)
 
 
@@ -188,9 +188,7 @@ def test_uncached_hub_id_fails_fast_when_offline(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     started = time.monotonic()
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE") as caught:
-        load_embedder(
-            "ragbot-tests/not-a-real-model", device="cpu", dtype="float32"
-        )
+        load_embedder("ragbot-tests/not-a-real-model", device="cpu", dtype="float32")
     assert time.monotonic() - started < 5
     assert "ragbot-tests/not-a-real-model" in str(caught.value)
 
