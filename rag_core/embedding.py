@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from rag_core.devices import locate_model, resolve_device, torch_dtype_for
-from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.errors import ConfigError
+from rag_core.pretrained import LOAD_ERRORS, load_error, load_pretrained
 from rag_core.settings import DEFAULT_QUERY_INSTRUCTION
 from rag_core.types import Embedder, ProgressCallback
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 EMBED_MODEL_HINT = (
     "set RAGBOT_EMBED_MODEL to a Hugging Face model id or a local folder holding the model"
 )
-_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
 class _EmbedderVerbs:
@@ -114,18 +114,9 @@ class Qwen3Embedder(_EmbedderVerbs):
 
     def _load_model(self) -> None:
         """Load the tokenizer and weights once; sets ``_tokenizer`` and ``_model`` (eval mode)."""
-        source = locate_model(self._model_id, hint=EMBED_MODEL_HINT)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                source.location, local_files_only=source.local_files_only
-            )
-            model = AutoModel.from_pretrained(
-                source.location,
-                dtype=self._dtype,
-                local_files_only=source.local_files_only,
-            )
-        except _LOAD_ERRORS as error:
-            raise _load_error(self._model_id, error) from error
+        self._tokenizer, model = load_pretrained(
+            AutoModel, self._model_id, kind="embedding", hint=EMBED_MODEL_HINT, dtype=self._dtype
+        )
         if self._tokenizer.pad_token is None:  # padding value is irrelevant: it is masked out
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._model = model.to(self._device).eval()
@@ -224,8 +215,8 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
                 local_files_only=source.local_files_only,
                 model_kwargs={"dtype": self._dtype},
             )
-        except _LOAD_ERRORS as error:
-            raise _load_error(self._model_id, error) from error
+        except LOAD_ERRORS as error:
+            raise load_error("embedding", self._model_id, error, hint=EMBED_MODEL_HINT) from error
         self._model.eval()
         self._counter = token_counter(self._model.tokenizer)
 
@@ -335,8 +326,8 @@ def _model_type(model_name_or_path: str) -> str:
                 )
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except _LOAD_ERRORS as error:
-        raise _load_error(model_name_or_path, error) from error
+    except LOAD_ERRORS as error:
+        raise load_error("embedding", model_name_or_path, error, hint=EMBED_MODEL_HINT) from error
     return str(config.get("model_type", "")) if isinstance(config, dict) else ""
 
 
@@ -356,10 +347,3 @@ def _check_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise ConfigError(f"The embedder's {name} must be positive, got {value}.")
-
-
-def _load_error(model: str, error: BaseException) -> ModelLoadError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ModelLoadError(
-        f"Could not load the embedding model {model} ({reason}); {EMBED_MODEL_HINT}."
-    )

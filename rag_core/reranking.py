@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
-from rag_core.devices import locate_model, resolve_device, torch_dtype_for
+from rag_core.devices import resolve_device, torch_dtype_for
 from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.pretrained import load_pretrained
 from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
 from rag_core.types import RerankResult
 
@@ -30,7 +31,6 @@ RERANK_PREFIX = (
 )
 RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 _DISABLED_NAMES = frozenset({"", "none", "off", "false"})
-_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
 def format_rerank_body(instruction: str, query: str, document: str) -> str:
@@ -80,18 +80,13 @@ class Qwen3Reranker:
 
     def _load_model(self) -> None:
         """Load tokenizer and weights once; keep only the ``yes − no`` direction of the head."""
-        source = locate_model(self._model_id, hint=RERANK_MODEL_HINT)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                source.location, local_files_only=source.local_files_only
-            )
-            model = AutoModelForCausalLM.from_pretrained(
-                source.location,
-                dtype=self._dtype,
-                local_files_only=source.local_files_only,
-            )
-        except _LOAD_ERRORS as error:
-            raise _load_error(self._model_id, error) from error
+        self._tokenizer, model = load_pretrained(
+            AutoModelForCausalLM,
+            self._model_id,
+            kind="reranking",
+            hint=RERANK_MODEL_HINT,
+            dtype=self._dtype,
+        )
         yes_id, no_id = (self._single_token_id(word) for word in ("yes", "no"))
         model = model.to(self._device).eval()
         head = model.get_output_embeddings()
@@ -221,10 +216,3 @@ def _token_bounded_batches(lengths: Sequence[int], batch_tokens: int) -> Iterato
         batch.append(index)
     if batch:
         yield batch
-
-
-def _load_error(model: str, error: BaseException) -> ModelLoadError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ModelLoadError(
-        f"Could not load the reranking model {model} ({reason}); {RERANK_MODEL_HINT}."
-    )
