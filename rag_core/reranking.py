@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 from rag_core.devices import resolve_device, torch_dtype_for
 from rag_core.errors import ConfigError, ModelLoadError
 from rag_core.pretrained import load_pretrained
+from rag_core.prompt_opening import PromptOpening, common_prefix_length, compute_opening
 from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
 from rag_core.types import RerankResult
 
@@ -31,6 +32,8 @@ RERANK_PREFIX = (
 )
 RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 _DISABLED_NAMES = frozenset({"", "none", "off", "false"})
+# Openings kept per reranker: one per distinct instruction, cleared beyond this.
+_MAX_OPENINGS = 8
 
 
 def format_rerank_body(instruction: str, query: str, document: str) -> str:
@@ -43,8 +46,10 @@ class Qwen3Reranker:
 
     Pairs are run in length-sorted batches whose padded size (longest × count) stays
     within ``batch_tokens``, so memory is bounded by tokens rather than by the number
-    of documents. Weights are bf16 on CUDA and on CPUs with native bf16 unless ``dtype``
-    says otherwise; the final yes/no margin is always computed in float32.
+    of documents. The prompt's fixed opening (system turn and instruction) is run once
+    per instruction and its keys and values are reused, so each pair costs only its own
+    query and document tokens. Weights are bf16 on CUDA and on CPUs with native bf16
+    unless ``dtype`` says otherwise; the final yes/no margin is always computed in float32.
 
     Raises:
         ModelLoadError: the model cannot be found or loaded, or its vocabulary lacks
@@ -70,6 +75,7 @@ class Qwen3Reranker:
         self._batch_tokens = batch_tokens
         self._device = resolve_device(device)
         self._dtype = torch_dtype_for(self._device, dtype)
+        self._openings: dict[str, PromptOpening | None] = {}
         self._load_model()
         self._body_budget = max_length - len(self._prefix_ids) - len(self._suffix_ids)
         if self._body_budget < 1:
@@ -127,11 +133,11 @@ class Qwen3Reranker:
             return []
         instruction = self._instruction if instruction is None else instruction
         rows = self.build_inputs(query, documents, instruction=instruction)
+        opening = self._opening(instruction)
         scores = [0.0] * len(rows)
         for batch in _token_bounded_batches([len(row) for row in rows], self._batch_tokens):
-            for index, value in zip(
-                batch, self._score_batch([rows[i] for i in batch]), strict=True
-            ):
+            values = self._score_batch([rows[i] for i in batch], opening)
+            for index, value in zip(batch, values, strict=True):
                 scores[index] = value
         return scores
 
@@ -164,20 +170,46 @@ class Qwen3Reranker:
         )["input_ids"]
         return [self._prefix_ids + list(body) + self._suffix_ids for body in bodies]
 
+    def _opening(self, instruction: str) -> PromptOpening | None:
+        """The instruction's shared opening, computed on first use.
+
+        Its tokens are those two prompts with different queries and documents share, so
+        they never depend on how a query's first word is tokenized.
+        """
+        if instruction not in self._openings:
+            if len(self._openings) >= _MAX_OPENINGS:
+                self._openings.clear()
+            probes = [
+                self.build_inputs(query, [document], instruction=instruction)[0]
+                for query, document in (("a", "b"), ("z", "y"))
+            ]
+            ids = probes[0][: common_prefix_length(probes)]
+            self._openings[instruction] = compute_opening(self._base, ids, self._device)
+        return self._openings[instruction]
+
     @torch.inference_mode()
-    def _score_batch(self, rows: list[list[int]]) -> list[float]:
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):  # left padding: the last position is always real
-            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-        input_ids, mask = input_ids.to(self._device), mask.to(self._device)
+    def _score_batch(self, rows: list[list[int]], opening: PromptOpening | None) -> list[float]:
+        if opening is None or not opening.starts(rows):
+            opening = None
+        skip = len(opening) if opening is not None else 0
+        tails = [row[skip:] for row in rows]
+        width = max(len(tail) for tail in tails)
+        input_ids = torch.full((len(tails), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(tails), width), dtype=torch.long)
+        for i, tail in enumerate(tails):  # left padding: the last position is always real
+            input_ids[i, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+            mask[i, width - len(tail) :] = 1
+        position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0) + skip
+        cache = None
+        if opening is not None:  # the opening's keys and values stand in for its tokens
+            cache = opening.cache_for(len(tails))
+            mask = torch.cat([torch.ones((len(tails), skip), dtype=torch.long), mask], dim=1)
         hidden = self._base(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
-            use_cache=False,
+            input_ids=input_ids.to(self._device),
+            attention_mask=mask.to(self._device),
+            position_ids=position_ids.to(self._device),
+            past_key_values=cache,
+            use_cache=cache is not None,
         ).last_hidden_state[:, -1, :]
         margin = hidden.float() @ self._direction + self._bias
         return torch.sigmoid(margin).cpu().tolist()

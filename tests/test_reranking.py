@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rag_core.errors import ConfigError, ModelLoadError
+from rag_core.prompt_opening import common_prefix_length
 from rag_core.reranking import (
     RERANK_PREFIX,
     RERANK_SUFFIX,
@@ -77,6 +78,52 @@ def test_batches_respect_the_token_budget():
         assert max(lengths[i] for i in batch) * len(batch) <= 250
     assert batches[0] == [1, 4]  # longest first
     assert list(_token_bounded_batches([500, 10], 100)) == [[0], [1]]  # oversize runs alone
+
+
+def test_the_shared_opening_runs_once_and_each_pair_runs_only_its_own_tokens(
+    tiny_reranker_path, reference
+):
+    reranker = Qwen3Reranker(str(tiny_reranker_path), device="cpu", dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_path)
+    fed: list[tuple[int, ...]] = []
+    embed = reranker._base.get_input_embeddings()
+    embed.register_forward_hook(lambda _module, args, _out: fed.append(tuple(args[0].shape)))
+    opening = tokenizer.encode(RERANK_PREFIX, add_special_tokens=False) + tokenizer.encode(
+        f"<Instruct>: {DEFAULT_RERANK_INSTRUCTION}\n<Query>:", add_special_tokens=False
+    )
+    other_query = "Which index suits a billion vectors?"
+
+    for query, documents in ((QUERY, DOCUMENTS), (other_query, DOCUMENTS[:2])):
+        fed.clear()
+        rows = reranker.build_inputs(query, documents)
+        assert all(row[: len(opening)] == opening for row in rows)
+        scores = reranker.score(query, documents)
+        if query == QUERY:
+            assert fed.pop(0) == (1, len(opening))  # the opening runs once, on first use
+        assert fed == [(len(documents), max(len(row) for row in rows) - len(opening))]
+        expected = reference(query, documents, DEFAULT_RERANK_INSTRUCTION)
+        assert scores == pytest.approx(expected, abs=1e-4)
+
+
+def test_rows_that_do_not_start_with_the_opening_run_whole(tiny_reranker):
+    rows = tiny_reranker.build_inputs(QUERY, DOCUMENTS[:3])
+    opening = tiny_reranker._opening(DEFAULT_RERANK_INSTRUCTION)
+    assert opening is not None and opening.starts(rows)
+    with_opening = tiny_reranker._score_batch(rows, opening)
+    assert tiny_reranker._score_batch(rows, None) == pytest.approx(with_opening, abs=1e-5)
+    odd = [[rows[0][1], *rows[0][1:]], *rows[1:]]  # first token changed: no shared opening
+    assert not opening.starts(odd)
+    assert tiny_reranker._score_batch(odd, opening) == pytest.approx(
+        tiny_reranker._score_batch(odd, None), abs=1e-6
+    )
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 3
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 2
+    assert common_prefix_length([[7], [1]]) == 0
 
 
 def test_order_is_preserved(tiny_reranker):
