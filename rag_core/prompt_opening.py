@@ -33,10 +33,32 @@ class PromptOpening:
         size = len(self.ids)
         return all(len(row) > size and tuple(row[:size]) == self.ids for row in rows)
 
-    def cache_for(self, batch_size: int) -> DynamicCache:
-        """A fresh cache holding the opening for ``batch_size`` rows (views, no copies)."""
-        shape = (batch_size, -1, -1, -1)
-        return DynamicCache([(k.expand(*shape), v.expand(*shape)) for k, v in self.states])
+    def cache_for(self) -> DynamicCache:
+        """A cache that gives every row of a batch the opening, storing nothing new."""
+        return _OpeningCache(self.states)
+
+
+class _OpeningCache(DynamicCache):
+    """Each layer attends to the opening plus the batch's own tokens.
+
+    The batch's keys and values are not kept: the forward pass never comes back for
+    them, and keeping them for all layers at once would cost more memory than the
+    whole rest of the pass.
+    """
+
+    def __init__(self, states: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> None:
+        super().__init__(list(states))  # sizes the mask and positions: opening + new tokens
+        self._opening_states = states
+
+    def update(  # type: ignore[override]
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *_: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self._opening_states[layer_idx]
+        shape = (key_states.shape[0], -1, -1, -1)
+        return (
+            torch.cat([keys.expand(*shape), key_states], dim=-2),
+            torch.cat([values.expand(*shape), value_states], dim=-2),
+        )
 
 
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:

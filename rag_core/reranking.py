@@ -202,7 +202,7 @@ class Qwen3Reranker:
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0) + skip
         cache = None
         if opening is not None:  # the opening's keys and values stand in for its tokens
-            cache = opening.cache_for(len(tails))
+            cache = opening.cache_for()
             mask = torch.cat([torch.ones((len(tails), skip), dtype=torch.long), mask], dim=1)
         hidden = self._base(
             input_ids=input_ids.to(self._device),
