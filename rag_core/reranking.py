@@ -174,18 +174,22 @@ class Qwen3Reranker:
         """The instruction's shared opening, computed on first use.
 
         Its tokens are those two prompts with different queries and documents share, so
-        they never depend on how a query's first word is tokenized.
+        they never depend on how a query's first word is tokenized. Safe to call from
+        several threads: at worst two compute the same opening, or one runs without it.
         """
-        if instruction not in self._openings:
-            if len(self._openings) >= _MAX_OPENINGS:
-                self._openings.clear()
-            probes = [
-                self.build_inputs(query, [document], instruction=instruction)[0]
-                for query, document in (("a", "b"), ("z", "y"))
-            ]
-            ids = probes[0][: common_prefix_length(probes)]
-            self._openings[instruction] = compute_opening(self._base, ids, self._device)
-        return self._openings[instruction]
+        if instruction in self._openings:
+            return self._openings.get(instruction)
+        probes = [
+            self.build_inputs(query, [document], instruction=instruction)[0]
+            for query, document in (("a", "b"), ("z", "y"))
+        ]
+        opening = compute_opening(
+            self._base, probes[0][: common_prefix_length(probes)], self._device
+        )
+        if len(self._openings) >= _MAX_OPENINGS:
+            self._openings.clear()
+        self._openings[instruction] = opening
+        return opening
 
     @torch.inference_mode()
     def _score_batch(self, rows: list[list[int]], opening: PromptOpening | None) -> list[float]:

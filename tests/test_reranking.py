@@ -118,6 +118,16 @@ def test_rows_that_do_not_start_with_the_opening_run_whole(tiny_reranker):
     )
 
 
+def test_openings_are_kept_for_a_bounded_number_of_instructions(tiny_reranker_path, reference):
+    reranker = Qwen3Reranker(str(tiny_reranker_path), device="cpu", dtype="float32")
+    for number in range(12):
+        instruction = f"Find passages about topic {number}"
+        scores = reranker.score(QUERY, DOCUMENTS[:2], instruction=instruction)
+        assert 1 <= len(reranker._openings) <= 8
+        assert instruction in reranker._openings
+    assert scores == pytest.approx(reference(QUERY, DOCUMENTS[:2], instruction), abs=1e-4)
+
+
 def test_common_prefix_length():
     assert common_prefix_length([]) == 0
     assert common_prefix_length([[1, 2, 3]]) == 3
