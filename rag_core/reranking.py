@@ -206,7 +206,7 @@ class Qwen3Reranker:
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0) + skip
         cache = None
         if opening is not None:  # the opening's keys and values stand in for its tokens
-            cache = opening.cache_for()
+            cache = opening.as_cache()
             mask = torch.cat([torch.ones((len(tails), skip), dtype=torch.long), mask], dim=1)
         hidden = self._base(
             input_ids=input_ids.to(self._device),
