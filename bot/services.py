@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.conversation_state import ReindexLock, ThreadRegistry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
+from bot.metrics import BotMetrics
 from bot.queue import JobQueue
 from bot.ratelimit import RateLimiter
 from bot.settings import BotSettings
@@ -21,3 +22,4 @@ class BotServices:
     feedback: FeedbackStore
     threads: ThreadRegistry
     reindex_lock: ReindexLock
+    metrics: BotMetrics = field(default_factory=BotMetrics)
