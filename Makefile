@@ -5,8 +5,15 @@ BIN := $(VENV)/bin
 # CPU wheels are enough for the demo and the tests; a GPU machine gets CUDA wheels by
 # installing the torch build it needs first (see README).
 TORCH_SPEC ?= torch==2.13.0
+# Every other dependency (runtime, fallback and dev extras, and theirs) at the exact
+# versions and hashes CI tested; `make lock` refreshes it and the deploy subset.
+LOCK := requirements/lock.txt
+DEPLOY_LOCK := requirements/deploy-lock.txt
+UV_SPEC ?= uv==0.13.9
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--excludes requirements/unlocked.txt --custom-compile-command "make lock"
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,24 +22,29 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	touch $@
 
-$(VENV)/.demo: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e ".[fallback]"
+$(VENV)/.locked: $(LOCK) pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $@
 
-$(VENV)/.dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@ $(VENV)/.demo
-
-demo: $(VENV)/.demo
+demo: $(VENV)/.locked
 	$(BIN)/ragbot demo
 
-test: $(VENV)/.dev
+test: $(VENV)/.locked
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.locked
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Newest releases allowed by pyproject.toml; the deploy lock keeps the same versions.
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet "$(UV_SPEC)"
+	$(BIN)/uv pip compile pyproject.toml --extra fallback --extra dev --upgrade $(LOCK_FLAGS) \
+		-o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --constraints $(LOCK) $(LOCK_FLAGS) -o $(DEPLOY_LOCK)
 
 clean:
 	rm -rf $(VENV) ragbot_data .pytest_cache .ruff_cache

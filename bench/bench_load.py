@@ -1,7 +1,7 @@
 """Load test of the Slack bot: N concurrent mentions through the real HTTP endpoint.
 
     .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
-        [--repeat 0.25] [--llm-delay 0] [--timeout 300] [--logs DIR]
+        [--repeat 0.25] [--llm-delay 0] [--timeout 300] [--stalled 0] [--logs DIR]
 
 Starts everything as it runs in production, on this machine: the Slack Web API and
 OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one at
@@ -12,16 +12,23 @@ signed ``app_mention`` events from ``--concurrency`` client threads (distinct qu
 a ``--repeat`` share of them asked again so the answer cache is exercised), then waits
 until every mention has its answer in the stand-in or ``--timeout`` seconds pass.
 
+With ``--stalled N`` the burst runs while N other connections to the app sit open
+without finishing a request (nothing sent, half the headers, or a promised body that
+never comes), as slow or hostile clients leave them.
+
 Ack latency is the HTTP round trip of each event (Slack wants it under 3 s); answer
-latency runs from sending the event to the stand-in holding the final answer (polled
-every 20 ms). A duplicate is a mention with more than one bot message in its thread; a
-lost one has no final answer; errors are non-200 acks, replies without sources and
-tracebacks in the processes' logs.
+latency runs from sending the event to the stand-in holding the final reply (polled
+every 20 ms). Each mention is judged as in the fault suite
+(:func:`tests.fixtures.faults.judge`): answered once (one bot message carrying the
+answer), told in words (one message saying why not), duplicated (more than one bot
+message in its thread) or lost (no final reply); errors are non-200 acks, replies
+without sources and tracebacks in the processes' logs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
 import statistics
@@ -32,7 +39,6 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -49,6 +55,8 @@ from tests.fixtures.bot_stack import (
     process_env,
     write_docs,
 )
+from tests.fixtures.fault_scenarios import stalled
+from tests.fixtures.faults import ANSWERED, DUPLICATED, LOST, TOLD, judge
 from tests.fixtures.openai_server import OpenAIStubServer
 from tests.fixtures.redis_db import delete_prefix
 from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn
@@ -76,6 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--llm-delay", type=float, default=0.0, help="chat model seconds/reply")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis to use")
+    parser.add_argument("--stalled", type=int, default=0, help="stalled connections held open")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs here")
     return parser.parse_args(argv)
@@ -95,9 +104,11 @@ def questions(n: int, repeat: float, rng: random.Random) -> list[str]:
 @dataclass(slots=True)
 class Outcome:
     sent: Sent
+    question: str
     sent_at: float  # time.monotonic(), the same clock in every process of this machine
     answered_at: float | None = None
     text: str = ""
+    verdict: str = LOST
 
 
 def send_all(url: str, plan: list[tuple[str, str, str]], concurrency: int) -> list[Outcome]:
@@ -111,7 +122,7 @@ def send_all(url: str, plan: list[tuple[str, str, str]], concurrency: int) -> li
     def one(item: tuple[str, str, str]) -> Outcome:
         ts, user, question = item
         started = time.monotonic()
-        return Outcome(events.mention(question, user=user, ts=ts), started)
+        return Outcome(events.mention(question, user=user, ts=ts), question, started)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(one, plan))
@@ -130,30 +141,27 @@ def fire(url: str, stand_in: SlackApiStandIn, asked: list[str], concurrency: int
         return client.submit(send_all, url, plan, concurrency).result()
 
 
-def final_reply(stand_in: SlackApiStandIn, sent: Sent) -> dict | None:
-    from bot.blocks import WORKING_TEXT
-
-    for message in stand_in.thread(sent.channel, sent.ts):
-        later = Decimal(message["ts"]) > Decimal(sent.ts)
-        if message.get("bot_id") and later and message.get("text") != WORKING_TEXT:
-            return message
-    return None
-
-
 def wait_for_answers(stand_in: SlackApiStandIn, outcomes: list[Outcome], timeout_s: float) -> None:
+    """Poll until every mention has a final reply; records when each one arrived."""
     deadline = time.monotonic() + timeout_s
     waiting = list(outcomes)
     while waiting and time.monotonic() < deadline:
         now = time.monotonic()
         still = []
         for outcome in waiting:
-            reply = final_reply(stand_in, outcome.sent)
-            if reply is None:
+            verdict = judge(stand_in, outcome.sent, outcome.question)
+            if verdict.outcome == LOST:
                 still.append(outcome)
             else:
-                outcome.answered_at, outcome.text = now, reply.get("text", "")
+                outcome.answered_at, outcome.text = now, (verdict.texts or [""])[0]
         waiting = still
         time.sleep(0.02)
+
+
+def judge_all(stand_in: SlackApiStandIn, outcomes: list[Outcome]) -> None:
+    """The final verdict of each mention, once late duplicates had time to show up."""
+    for outcome in outcomes:
+        outcome.verdict = judge(stand_in, outcome.sent, outcome.question).outcome
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -172,13 +180,9 @@ def report(
     acks = [o.sent.ack.seconds for o in outcomes]
     answered = [o for o in outcomes if o.answered_at is not None]
     waits = [o.answered_at - o.sent_at for o in answered if o.answered_at is not None]
-    duplicates = sum(
-        1
-        for o in outcomes
-        if sum(1 for m in stand_in.thread(o.sent.channel, o.sent.ts) if m.get("bot_id")) > 1
-    )
+    verdicts = [o.verdict for o in outcomes]
     bad_acks = sum(1 for o in outcomes if o.sent.ack.status != 200)
-    unsourced = sum(1 for o in answered if "Sources: [1]" not in o.text)
+    unsourced = sum(1 for o in outcomes if o.verdict == ANSWERED and "Sources: [1]" not in o.text)
     rows = [
         ("ack latency p50", f"{statistics.median(acks) * 1000:.1f} ms"),
         ("ack latency p99", f"{percentile(acks, 0.99) * 1000:.1f} ms"),
@@ -186,9 +190,10 @@ def report(
         ("acks under 300 ms", f"{sum(1 for a in acks if a < ACK_TARGET_S)}/{len(acks)}"),
         ("answer latency p50", f"{statistics.median(waits):.2f} s" if waits else "-"),
         ("answer latency p99", f"{percentile(waits, 0.99):.2f} s" if waits else "-"),
-        ("answers posted", f"{len(answered)}/{len(outcomes)}"),
-        ("duplicates", str(duplicates)),
-        ("lost", str(len(outcomes) - len(answered))),
+        ("answered once", f"{verdicts.count(ANSWERED)}/{len(outcomes)}"),
+        ("told in words", str(verdicts.count(TOLD))),
+        ("duplicates", str(verdicts.count(DUPLICATED))),
+        ("lost", str(verdicts.count(LOST))),
         ("errors", f"{bad_acks + unsourced + tracebacks}"),
         ("  non-200 acks", str(bad_acks)),
         ("  replies without sources", str(unsourced)),
@@ -199,7 +204,8 @@ def report(
     width = max(len(name) for name, _ in rows)
     title = (
         f"ragbot load: {args.n} mentions, {args.concurrency} concurrent, {args.workers} "
-        f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s"
+        f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s, "
+        f"{args.stalled} stalled connections"
     )
     lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     return "\n".join([*lines, *(f"{name:<{width}}  {value}" for name, value in rows)])
@@ -219,6 +225,7 @@ def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn
         docs=write_docs(scratch / "docs"),
         redis_url=args.redis,
         redis_prefix=f"ragbot-bench:{uuid.uuid4().hex[:10]}:",
+        metrics_port=0,  # several workers on one machine: no fixed metrics port
     )
     processes = BotProcesses(process_env(variables), log_dir=scratch, cwd=scratch)
     processes.start_app()
@@ -244,10 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             asked = questions(args.n, args.repeat, random.Random(args.seed))
             print(f"sending {args.n} mentions ...", file=sys.stderr)
             started = time.monotonic()
-            outcomes = fire(processes.url, stand_in, asked, args.concurrency)
+            held = (
+                stalled(processes.port, args.stalled) if args.stalled else contextlib.nullcontext()
+            )
+            with held:
+                outcomes = fire(processes.url, stand_in, asked, args.concurrency)
             wait_for_answers(stand_in, outcomes, args.timeout)
             seconds = time.monotonic() - started
-            time.sleep(1.0)  # let a late duplicate show up before counting
+            time.sleep(2.0)  # let a late duplicate show up before counting
+            judge_all(stand_in, outcomes)
             tracebacks = sum(
                 log.read_text(errors="replace").count("Traceback")
                 for log in scratch.glob("*.log")

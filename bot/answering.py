@@ -1,24 +1,26 @@
 """The worker's half of a question: read the thread, run the pipeline, post once.
 
-"Once" holds across worker crashes: the answer replaces the "Searching the docs…"
-placeholder with ``chat.update`` (doing it twice leaves one message), and when there
-is no placeholder the posted message's ts is recorded in the job ledger before the
-job is acknowledged, so a retry updates that message instead of posting another.
+"Once" holds across worker crashes and Slack failures: :class:`~bot.posting.ThreadPoster`
+finds an earlier post of the same job and edits it instead of posting again, and Slack
+hiccups are retried in-process (:mod:`bot.slack_retry`) so the computed answer is posted
+without running the pipeline a second time. Once it is posted, the :eyes: reaction
+intake put on the question comes off.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.conversation_state import ThreadRegistry
 from bot.jobs import AskJob, RetryJob
-from bot.queue import JobLedger
+from bot.metrics import BotMetrics
+from bot.posting import PostGuard, ThreadPoster
+from bot.slack_retry import SlackRejected, SlackUnavailable
 from bot.text import question_from_text
 from rag_core.errors import (
     GenerationError,
@@ -42,7 +44,7 @@ INDEX_MISMATCH = (
 )
 UNEXPECTED = "Something went wrong while answering. The details are in the bot's logs."
 EXTRACTIVE_NOTE = "Extractive answer: no language model is configured, so these are quotes."
-MESSAGE_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
+HISTORY_RETRY_WINDOW_S = 30.0  # a follow-up without history beats none at all
 
 
 @dataclass(slots=True)
@@ -51,37 +53,55 @@ class AskHandler:
 
     pipeline: RagPipeline
     client: WebClient
-    ledger: JobLedger
+    poster: ThreadPoster
     threads: ThreadRegistry
     bot_user_id: str
     history_max_messages: int = 12
+    metrics: BotMetrics = field(default_factory=BotMetrics)
 
-    def handle(self, job: AskJob, *, final_attempt: bool) -> None:
-        """Answer ``job``; raises :class:`RetryJob` for failures worth another attempt."""
+    def handle(self, job: AskJob, *, final_attempt: bool, guard: PostGuard) -> None:
+        """Answer ``job``; raises :class:`RetryJob` for failures worth another attempt.
+
+        Slack failures raise :class:`~bot.slack_retry.SlackRejected` or
+        :class:`~bot.slack_retry.SlackUnavailable`, a lost lease
+        :class:`~bot.jobs.LeaseLost`: the worker decides what then.
+        """
         try:
             history = self.thread_history(job) if job.is_followup else []
             answer = self.pipeline.ask(job.text, history=history)
         except StoreUnavailableError as error:
             log.warning("search index unreachable for %s: %s", job.job_id, error)
             if final_attempt:
-                self.post_text(job, SEARCH_DOWN_FINAL)
+                self.post_text(job, SEARCH_DOWN_FINAL, guard=guard)
                 return
-            self.post_text(job, SEARCH_DOWN_RETRYING)
+            self.post_text(job, SEARCH_DOWN_RETRYING, guard=guard)
             raise RetryJob(str(error)) from error
         except (InputError, IndexNotFoundError, IndexMismatchError, GenerationError) as error:
             log.warning("cannot answer %s: %s", job.job_id, error)
-            self.post_text(job, user_message(error))
+            self.post_text(job, user_message(error), guard=guard)
             return
-        self.post_answer(job, answer)
+        self.record(answer)
+        self.post_answer(job, answer, guard=guard)
+
+    def record(self, answer: Answer) -> None:
+        """Stage timings and the answer cache's hit or miss, into the metrics."""
+        for stage, ms in answer.timings_ms.items():
+            self.metrics.answer_seconds.labels(stage=stage).observe(ms / 1000)
+        counter = self.metrics.cache_hits if answer.cached else self.metrics.cache_misses
+        counter.labels(cache="answer").inc()
 
     def thread_history(self, job: AskJob) -> list[Turn]:
         """The thread before this message, oldest first, as conversation turns."""
         try:
-            response = self.client.conversations_replies(
-                channel=job.channel, ts=job.thread_ts, limit=200
+            response = self.poster.retry.call(
+                "conversations.replies",
+                lambda: self.client.conversations_replies(
+                    channel=job.channel, ts=job.thread_ts, limit=200
+                ),
+                window_s=min(HISTORY_RETRY_WINDOW_S, self.poster.retry.window_s),
             )
-        except SlackApiError as error:
-            log.warning("could not read thread %s: %s", job.thread_ts, error.response.get("error"))
+        except (SlackRejected, SlackUnavailable) as error:
+            log.warning("could not read thread %s: %s", job.thread_ts, error)
             return []
         turns = []
         asked_at = Decimal(job.message_ts)
@@ -89,13 +109,13 @@ class AskHandler:
             if Decimal(message.get("ts", "0")) >= asked_at:
                 break
             text = question_from_text(message.get("text", ""), bot_user_id=self.bot_user_id)
-            if not text or text == blocks.WORKING_TEXT:
+            if not text or text in (blocks.WORKING_TEXT, SEARCH_DOWN_RETRYING):
                 continue
             from_bot = bool(message.get("bot_id")) or message.get("user") == self.bot_user_id
             turns.append(Turn("assistant" if from_bot else "user", text))
         return turns[-self.history_max_messages :] if self.history_max_messages else []
 
-    def post_answer(self, job: AskJob, answer: Answer) -> None:
+    def post_answer(self, job: AskJob, answer: Answer, *, guard: PostGuard) -> None:
         note = EXTRACTIVE_NOTE if answer.kind == AnswerKind.EXTRACTIVE else None
         self._post(
             job,
@@ -103,6 +123,7 @@ class AskHandler:
             message_blocks=blocks.answer_blocks(
                 answer.text, answer.citations, answer_id=job.job_id, note=note
             ),
+            guard=guard,
         )
         self.threads.remember(job.channel, job.thread_ts)
         log.info(
@@ -113,27 +134,39 @@ class AskHandler:
             extra={"job_id": job.job_id, "kind": answer.kind.value, "cached": answer.cached},
         )
 
-    def post_text(self, job: AskJob, text: str) -> None:
-        self._post(job, text=text, message_blocks=blocks.error_blocks(text))
-
-    def _post(self, job: AskJob, *, text: str, message_blocks: list[dict]) -> None:
-        """Edit the job's message (the placeholder, or one an earlier attempt posted);
-        post a new one, recorded in the ledger first thing, when there is none left."""
-        ts = self.ledger.posted_ts(job.job_id) or job.status_ts
-        if ts is not None:
-            try:
-                self.client.chat_update(
-                    channel=job.channel, ts=ts, text=text, blocks=message_blocks
-                )
-                return
-            except SlackApiError as error:
-                if error.response.get("error") not in MESSAGE_GONE_ERRORS:
-                    raise
-                log.warning("message %s is gone; posting the reply anew", ts)
-        response = self.client.chat_postMessage(
-            channel=job.channel, thread_ts=job.thread_ts, text=text, blocks=message_blocks
+    def post_text(
+        self, job: AskJob, text: str, *, guard: PostGuard, retry_window_s: float | None = None
+    ) -> None:
+        """A short message instead of an answer (the job's one message all the same);
+        ``retry_window_s`` bounds Slack retries (0: one try, for a best-effort word)."""
+        self._post(
+            job,
+            text=text,
+            message_blocks=blocks.error_blocks(text),
+            guard=guard,
+            retry_window_s=retry_window_s,
         )
-        self.ledger.record_posted(job.job_id, str(response["ts"]))
+
+    def _post(
+        self,
+        job: AskJob,
+        *,
+        text: str,
+        message_blocks: list[dict],
+        guard: PostGuard,
+        retry_window_s: float | None = None,
+    ) -> None:
+        self.poster.post(
+            job_id=job.job_id,
+            channel=job.channel,
+            thread_ts=job.thread_ts,
+            text=text,
+            blocks=message_blocks,
+            guard=guard,
+            retry_window_s=retry_window_s,
+        )
+        if text != SEARCH_DOWN_RETRYING:  # still working on it: the :eyes: stay
+            self.poster.unreact(job.channel, job.message_ts)
 
 
 def user_message(error: Exception) -> str:

@@ -15,8 +15,10 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.intake import INTAKE_THREADS
+from bot.intake import INTAKE_THREADS, Intake
 from bot.listeners import register
+from bot.metered_client import MeteredWebClient, meter_listener_clients
+from bot.metrics import BotMetrics
 from bot.services import BotServices
 from bot.settings import BotSettings
 from rag_core.errors import ConfigError
@@ -24,13 +26,16 @@ from rag_core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 LISTENER_THREADS = 16
+INTAKE_SLACK_TIMEOUT_S = 5
 
 
-def build_web_client(settings: BotSettings) -> WebClient:
-    """The Slack Web API client: retries on 429 (honouring Retry-After), 5xx and resets."""
+def build_web_client(settings: BotSettings, metrics: BotMetrics | None = None) -> WebClient:
+    """The Slack Web API client: retries on 429 (honouring Retry-After), 5xx and resets;
+    with ``metrics``, the errors it raises are counted per method and error code."""
     if not settings.slack_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN is not set: create the Slack app (see README).")
-    return WebClient(
+    return MeteredWebClient(
+        metrics=BotMetrics() if metrics is None else metrics,
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=15,
@@ -42,19 +47,46 @@ def build_web_client(settings: BotSettings) -> WebClient:
     )
 
 
-def build_app(settings: BotSettings, services: BotServices, *, client: WebClient) -> App:
+def build_intake_client(settings: BotSettings, metrics: BotMetrics | None = None) -> WebClient:
+    """The client of intake's best-effort calls (the :eyes: reaction, the queue-down reply):
+    no retry handlers, so an intake thread never sleeps on a 429's Retry-After or a
+    back-off, and a short timeout, so a slow Slack holds it up for seconds at most."""
+    if not settings.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: create the Slack app (see README).")
+    return MeteredWebClient(
+        metrics=BotMetrics() if metrics is None else metrics,
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=INTAKE_SLACK_TIMEOUT_S,
+        retry_handlers=[],
+    )
+
+
+def build_app(
+    settings: BotSettings,
+    services: BotServices,
+    *,
+    client: WebClient,
+    intake: Intake | None = None,
+) -> App:
     """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id.
 
     Events are acknowledged before their listener runs (``process_before_response`` off);
     question listeners only hand the event to :data:`~bot.intake.INTAKE_THREADS` intake
     threads, so Bolt's :data:`LISTENER_THREADS` stay free for slash commands and button
-    clicks, which are acknowledged from inside their listener.
+    clicks, which are acknowledged from inside their listener. ``intake`` defaults to one
+    on :func:`build_intake_client`; pass your own to :meth:`~bot.intake.Intake.shutdown`
+    it when the app stops.
     """
     try:
         app = _bolt_app(settings, client)
     except BoltError as error:  # auth.test refused the token
         raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from error
-    intake = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="slack-intake")
+    if intake is None:
+        intake = Intake(
+            services, build_intake_client(settings, services.metrics), threads=INTAKE_THREADS
+        )
+    meter_listener_clients(app, services.metrics)
     register(app, services, intake=intake)
 
     @app.error

@@ -185,11 +185,6 @@ def _fallback_source(citation: Citation) -> str:
     return f"[{citation.number}] {title}"
 
 
-def working_blocks() -> list[Block]:
-    """The placeholder posted at once, replaced by the answer when it is ready."""
-    return [context(f":mag: {WORKING_TEXT}")]
-
-
 def error_blocks(message: str) -> list[Block]:
     """A failure shown in the thread; ``message`` is plain text (a ``RagbotError``)."""
     return [section(f":warning: {escape_mrkdwn(_one_line(message))}")]

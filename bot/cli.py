@@ -1,4 +1,5 @@
-"""The ``ragbot`` console script: the engine's commands plus ``serve`` and ``worker``.
+"""The ``ragbot`` console script: the engine's commands plus ``serve``, ``worker`` and
+``jobs``. Settings are read once, here; ``RAGBOT_LOG_FORMAT`` applies as soon as they are.
 
 ``python -m bot.cli`` runs the same thing without the console script installed.
 """
@@ -9,6 +10,8 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from bot.jobs_cli import add_jobs_command
+from bot.log_format import configure_log_output
 from bot.settings import BotSettings, load_bot_settings
 from rag_core import cli as core_cli
 from rag_core.settings import Settings
@@ -27,6 +30,8 @@ def add_bot_commands(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--name", default=None, help="consumer name (default: host-pid)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(handler=_cmd_worker)
+
+    add_jobs_command(commands)
 
 
 def log_service_events(*, verbose: bool) -> None:
@@ -56,8 +61,23 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_worker_process(settings, name=args.name, burst=args.burst)
 
 
+def load_settings_and_logging() -> BotSettings:
+    """The settings of this run; then the log format they ask for, and redaction of the
+    secrets they hold (the engine's CLI has already set up logging as text)."""
+    settings = load_bot_settings()
+    secrets = (
+        settings.slack_bot_token,
+        settings.slack_app_token,
+        settings.slack_signing_secret,
+        settings.openai_api_key,
+        settings.milvus_token,
+    )
+    configure_log_output(settings.log_format, secrets=secrets)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return core_cli.main(argv, extend=add_bot_commands, load=load_bot_settings)
+    return core_cli.main(argv, extend=add_bot_commands, load=load_settings_and_logging)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 import redis
 
 from bot.jobs import redis_unavailable_as
+from rag_core.redis_outage import RedisOutageLog
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,18 @@ REINDEX_LOCK_TTL_S = 15 * 60  # refreshed while the job runs; a crashed worker f
 
 
 class ThreadRegistry:
-    """Remembers threads the bot answered in (a Redis key per thread, or a dict)."""
+    """Remembers threads the bot answered in (a Redis key per thread, or a dict).
+
+    While Redis is unavailable nothing is remembered and no thread counts as the bot's:
+    replies there need an @mention until Redis is back (one warning per outage).
+    """
 
     def __init__(self, client: redis.Redis | None, *, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix + THREAD_KEY
         self._memory: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._outage = RedisOutageLog(log, "not recognising follow-ups in the bot's threads")
 
     def remember(self, channel: str, thread_ts: str) -> None:
         key = f"{self._prefix}{channel}:{thread_ts}"
@@ -37,21 +43,16 @@ class ThreadRegistry:
             with self._lock:
                 self._memory[key] = time.monotonic() + THREAD_TTL_S
             return
-        try:
-            self._redis.set(key, 1, ex=THREAD_TTL_S)
-        except redis.RedisError as error:
-            log.warning("could not record thread %s: %s", key, error)
+        client = self._redis
+        self._outage.run(lambda: client.set(key, 1, ex=THREAD_TTL_S), None)
 
     def contains(self, channel: str, thread_ts: str) -> bool:
         key = f"{self._prefix}{channel}:{thread_ts}"
         if self._redis is None:
             with self._lock:
                 return self._memory.get(key, 0.0) > time.monotonic()
-        try:
-            return bool(self._redis.exists(key))
-        except redis.RedisError as error:
-            log.warning("could not read thread %s: %s", key, error)
-            return False
+        client = self._redis
+        return self._outage.run(lambda: bool(client.exists(key)), False)
 
 
 class ReindexLock:

@@ -42,9 +42,10 @@ class EventDeduplicator:
     """Remembers event keys for ``ttl_s`` seconds, in Redis when a client is given.
 
     With Redis, all app replicas share the memory and claiming several keys is one atomic
-    script. If Redis cannot be reached, :meth:`first_time` answers ``True``: a rare
-    duplicate answer is better than a question silently dropped (a warning is logged once
-    per outage). Without Redis it is per-process, with the same expiry.
+    script. If Redis is unavailable (unreachable, or refusing writes: ``OOM``,
+    ``READONLY``), :meth:`first_time` answers ``True``: a rare duplicate answer is better
+    than a question silently dropped (a warning is logged once per outage). Without Redis
+    it is per-process, with the same expiry.
     """
 
     def __init__(
@@ -75,6 +76,21 @@ class EventDeduplicator:
         names = [f"{self._prefix}{key}" for key in keys]
         ttl_ms = max(1, round(self.ttl_s * 1000))
         return self._outage.run(lambda: bool(script(keys=names, args=[ttl_ms])), True)
+
+    def release(self, *keys: str) -> None:
+        """Forget ``keys`` claimed by :meth:`first_time`, so Slack's retry of an event the
+        app could not queue is handled instead of dropped. Best effort: while Redis is
+        unavailable nothing is claimed there anyway."""
+        if not keys:
+            return
+        if self._redis is None:
+            with self._lock:
+                for key in keys:
+                    self._seen.pop(key, None)
+            return
+        client = self._redis
+        names = [f"{self._prefix}{key}" for key in keys]
+        self._outage.run(lambda: client.delete(*names), 0)
 
     def _first_time_local(self, keys: tuple[str, ...]) -> bool:
         now = time.monotonic()

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rag_core.store import MilvusStore
 
 log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_S = 1.0  # a probe answers within this even when a dependency hangs
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +40,19 @@ class _Check:
 
 
 class Health:
-    """Named checks plus a ready flag; thread-safe."""
+    """Named checks plus a ready flag; thread-safe.
 
-    def __init__(self) -> None:
+    Checks run in parallel on a few threads of their own, and one that has not answered
+    within ``check_timeout_s`` reports failure: a probe never waits on a hung Redis.
+    """
+
+    def __init__(self, *, check_timeout_s: float | None = None) -> None:
         self._lock = threading.Lock()
         self._checks: dict[str, _Check] = {}
         self._ready = False
         self._state = "starting"
+        self._timeout_s = CHECK_TIMEOUT_S if check_timeout_s is None else check_timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health-check")
 
     def add_check(
         self, name: str, check: Callable[[], CheckResult], *, liveness: bool = False
@@ -69,12 +84,18 @@ class Health:
     def _results(self, *, only_liveness: bool) -> dict[str, CheckResult]:
         with self._lock:
             checks = dict(self._checks)
+        running = {
+            name: self._pool.submit(check.run)
+            for name, check in checks.items()
+            if check.liveness or not only_liveness
+        }
+        deadline = time.monotonic() + self._timeout_s
         results = {}
-        for name, check in checks.items():
-            if only_liveness and not check.liveness:
-                continue
+        for name, future in running.items():
             try:
-                results[name] = check.run()
+                results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                results[name] = CheckResult(False, f"no answer within {self._timeout_s:g} s")
             except Exception as error:  # a broken check reports, never crashes the probe
                 log.warning("health check %s failed: %r", name, error)
                 results[name] = CheckResult(False, repr(error))
@@ -83,3 +104,35 @@ class Health:
 
 def _as_json(results: dict[str, CheckResult]) -> dict[str, object]:
     return {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()}
+
+
+class Pingable(Protocol):
+    def ping(self) -> bool: ...
+
+
+def redis_check(queue: Pingable) -> Callable[[], CheckResult]:
+    """Redis as the job queue sees it: a ping, with its round trip in the detail."""
+
+    def check() -> CheckResult:
+        started = time.perf_counter()
+        ok = queue.ping()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return CheckResult(ok, f"ping {elapsed_ms:.1f} ms" if ok else "unreachable")
+
+    return check
+
+
+def milvus_check(store: MilvusStore) -> Callable[[], CheckResult]:
+    """Milvus as the search sees it: the published index version and its size."""
+    from rag_core.errors import StoreUnavailableError
+
+    def check() -> CheckResult:
+        try:
+            info = store.index_info()
+        except StoreUnavailableError as error:
+            return CheckResult(False, str(error))
+        if info is None:
+            return CheckResult(True, "reachable; nothing indexed yet")
+        return CheckResult(True, f"{info.version}: {info.chunk_count} chunks")
+
+    return check

@@ -1,12 +1,19 @@
-"""Accepting a question from Slack: de-duplicate, check, show progress, enqueue.
+"""Accepting a question from Slack: de-duplicate, check, rate-limit, enqueue, react.
 
-Runs in the app process after Bolt has acknowledged the event, so nothing here is
-on Slack's 3-second clock; it still does no model work, only Redis and Slack calls.
+Runs on the intake threads after Bolt has acknowledged the event, so nothing here is on
+Slack's 3-second clock. The promise: every question the app acknowledged is either
+answered once (by a worker) or its asker is told in words why not.
 
-While Redis is down, de-duplication and rate limits let everything through (a rare
-double answer beats a lost question) and the enqueue fails: the placeholder then
-reads :data:`QUEUE_DOWN_TEXT` and nothing is queued; redis-py reconnects by itself,
-so the next question after Redis is back is answered as usual.
+* Replies intake owes the user (empty question, too long, files only, rate limited) are
+  queued as :class:`~bot.jobs.NoticeJob` and posted by a worker, with Slack retries.
+* The :eyes: reaction on the question is the only Slack call on the way in, made after
+  the job is queued and best effort: if it fails the answer still comes.
+* While Redis is unavailable (unreachable, ``OOM``, ``READONLY``) de-duplication and the
+  rate limit let everything through (a rare double answer beats a lost question) and
+  the enqueue fails: intake then posts :data:`QUEUE_DOWN_TEXT` itself and forgets the
+  event's de-duplication keys, so Slack's retry of it is handled, not dropped.
+* Intake threads never sleep on Slack's ``Retry-After``: their client has no retry
+  handlers, so one rate-limited channel never holds up the others.
 """
 
 from __future__ import annotations
@@ -14,15 +21,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
-from bot.jobs import AskJob, QueueUnavailableError, new_job_id
+from bot.bounded_pool import BoundedThreadPool
+from bot.jobs import AskJob, NoticeJob, QueueUnavailableError, job_kind, new_job_id
 from bot.services import BotServices
 from bot.text import question_from_text
 
@@ -37,23 +43,13 @@ FILES_ONLY_TEXT = (
     "Please type your question in the message."
 )
 QUEUE_DOWN_TEXT = "The question queue is unavailable right now; please try again in a minute."
+BUSY_TEXT = "I'm getting more questions than I can take in right now; please ask again shortly."
+WORKING_REACTION = "eyes"
 INTAKE_THREADS = 8
 """Threads accepting questions: few, so a burst of events leaves the GIL to the HTTP
 threads acknowledging the next ones (Slack wants every ack within 3 s)."""
-
-
-def in_background(intake: Executor, action: Callable[[], object]) -> None:
-    """Run ``action`` on the intake threads, after the event is acknowledged, so neither
-    the ack nor Bolt's listener threads (which slash commands wait on) are held up.
-    A failure is logged with its traceback: there is no caller left to raise it to."""
-
-    def run() -> None:
-        try:
-            action()
-        except Exception:
-            log.exception("accepting a question failed")
-
-    intake.submit(run)
+INTAKE_BACKLOG = 2000
+"""Events waiting for an intake thread; past it, askers are told to ask again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +81,12 @@ class IncomingQuestion:
             is_followup=bool(event.get("thread_ts")),
         )
 
+    @property
+    def dedup_keys(self) -> tuple[str, ...]:
+        """The event id (Slack's retries) and the message (a mention's ``message`` twin)."""
+        message = f"msg:{self.channel}:{self.ts}"
+        return (f"event:{self.event_id}", message) if self.event_id else (message,)
+
 
 def rate_limited_text(retry_after_s: int) -> str:
     return (
@@ -100,95 +102,192 @@ def too_long_text(length: int, limit: int) -> str:
     )
 
 
-def accept_question(
-    incoming: IncomingQuestion, *, services: BotServices, client: WebClient, bot_user_id: str
-) -> str | None:
-    """Queue the question for a worker; returns the job id, or None when nothing was queued."""
-    keys = [f"msg:{incoming.channel}:{incoming.ts}"]
-    if incoming.event_id:
-        keys.insert(0, f"event:{incoming.event_id}")
-    if not services.dedup.first_time(*keys):
-        log.info("duplicate event ignored: %s", " ".join(keys), extra={"keys": keys})
-        return None
-    question = question_from_text(incoming.text, bot_user_id=bot_user_id)
-    limit = services.settings.max_question_chars
-    if not question:
-        _reply(client, incoming, FILES_ONLY_TEXT if incoming.has_files else EMPTY_QUESTION_TEXT)
-        return None
-    if len(question) > limit:
-        _reply(client, incoming, too_long_text(len(question), limit))
-        return None
-    decision = services.rate_limiter.allow(incoming.user)
-    if not decision.allowed:
-        _tell_privately(client, incoming, rate_limited_text(decision.retry_after_s))
-        return None
-    status_ts = _post_working(client, incoming)
-    job = AskJob(
+class Intake:
+    """Accepts questions on its own bounded threads, after Bolt acknowledged their events.
+
+    ``client`` is for intake's best-effort calls only (the reaction, the queue-down
+    reply): it must not retry on 429 (see :func:`bot.app.build_intake_client`).
+    When ``backlog`` events already wait, a new one is not queued: a separate thread
+    tells its asker :data:`BUSY_TEXT` (and counts ``intake_refused{reason="overloaded"}``);
+    if even that backlog is full, the event is logged at error level with its channel,
+    message and user.
+    """
+
+    def __init__(
+        self,
+        services: BotServices,
+        client: WebClient,
+        *,
+        threads: int = INTAKE_THREADS,
+        backlog: int = INTAKE_BACKLOG,
+    ) -> None:
+        self._services = services
+        self._client = client
+        self._pool = BoundedThreadPool(threads=threads, backlog=backlog, name="slack-intake")
+        self._overflow = BoundedThreadPool(threads=1, backlog=backlog, name="slack-intake-busy")
+
+    def submit(self, describe: Callable[[], IncomingQuestion | None], *, bot_user_id: str) -> None:
+        """Accept the question ``describe()`` finds (``None``: not a question) in the
+        background. Never blocks: listeners call it on Bolt's threads."""
+
+        def accept() -> None:
+            if (incoming := describe()) is not None:
+                self.accept(incoming, bot_user_id=bot_user_id)
+
+        if self._pool.try_submit(accept):
+            return
+
+        def refuse() -> None:
+            if (incoming := describe()) is not None:
+                log.warning("intake overloaded; asking %s to ask again", incoming.user)
+                self._services.metrics.intake_refused.labels(reason="overloaded").inc()
+                self._post(incoming, BUSY_TEXT)
+
+        if not self._overflow.try_submit(refuse):
+            log.error("intake overloaded: an event was acknowledged but not handled")
+            self._services.metrics.intake_refused.labels(reason="overloaded").inc()
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until every event handed over so far is handled; ``False`` on timeout."""
+        started = time.monotonic()
+        done = self._pool.wait_idle(timeout_s)
+        left = max(0.0, timeout_s - (time.monotonic() - started))
+        return self._overflow.wait_idle(left) and done
+
+    def shutdown(self, timeout_s: float = 30.0) -> bool:
+        """Handle what is already queued, then stop; ``False`` if ``timeout_s`` ran out."""
+        started = time.monotonic()
+        done = self._pool.shutdown(timeout_s)
+        return self._overflow.shutdown(max(0.0, timeout_s - (time.monotonic() - started))) and done
+
+    def accept(self, incoming: IncomingQuestion, *, bot_user_id: str) -> str | None:
+        """Queue an answer or a notice for ``incoming``; returns that job's id, or None
+        for a duplicate or when the queue is down (the asker was then told directly)."""
+        services = self._services
+        keys = incoming.dedup_keys
+        if not services.dedup.first_time(*keys):
+            services.metrics.events_duplicate.inc()
+            log.info("duplicate event ignored: %s", " ".join(keys), extra={"keys": list(keys)})
+            return None
+        try:
+            job = self._job_for(incoming, bot_user_id)
+            queued = self._enqueue(job)
+        except Exception:  # a bug must not turn Slack's retry of the event into a duplicate
+            services.dedup.release(*keys)
+            raise
+        if not queued:
+            self._queue_down(incoming, job)
+            return None
+        services.metrics.jobs_enqueued.labels(kind=job_kind(job)).inc()
+        log.info(
+            "%s queued: job %s for %s in %s",
+            job_kind(job),
+            job.job_id,
+            incoming.user,
+            incoming.channel,
+            extra={"job_id": job.job_id, "channel": incoming.channel},
+        )
+        if isinstance(job, AskJob):
+            self._react(incoming)
+        return job.job_id
+
+    def _enqueue(self, job: AskJob | NoticeJob) -> bool:
+        try:
+            self._services.queue.enqueue(job)
+        except QueueUnavailableError as error:
+            log.error("could not queue %s %s: %s", job_kind(job), job.job_id, error)
+            self._services.metrics.intake_refused.labels(reason="queue_down").inc()
+            return False
+        return True
+
+    def _job_for(self, incoming: IncomingQuestion, bot_user_id: str) -> AskJob | NoticeJob:
+        """The answer to queue, or the notice saying why there will be none."""
+        services = self._services
+        question = question_from_text(incoming.text, bot_user_id=bot_user_id)
+        limit = services.settings.max_question_chars
+        if not question:
+            reason = "files_only" if incoming.has_files else "empty"
+            services.metrics.intake_refused.labels(reason=reason).inc()
+            return _notice(incoming, FILES_ONLY_TEXT if incoming.has_files else EMPTY_QUESTION_TEXT)
+        if len(question) > limit:
+            services.metrics.intake_refused.labels(reason="too_long").inc()
+            return _notice(incoming, too_long_text(len(question), limit))
+        decision = services.rate_limiter.allow(incoming.user)
+        if not decision.allowed:
+            services.metrics.rate_limited.inc()
+            text = rate_limited_text(decision.retry_after_s)
+            return _notice(incoming, text, ephemeral=True)
+        return AskJob(
+            job_id=new_job_id(),
+            channel=incoming.channel,
+            thread_ts=incoming.thread_ts,
+            message_ts=incoming.ts,
+            user=incoming.user,
+            text=question,
+            team=incoming.team,
+            is_followup=incoming.is_followup,
+            enqueued_at=time.time(),
+        )
+
+    def _queue_down(self, incoming: IncomingQuestion, job: AskJob | NoticeJob) -> None:
+        """Tell the asker directly (a notice says its own words, an answer the queue is
+        down) and forget the event, so Slack's retry of it is handled, not dropped."""
+        if isinstance(job, NoticeJob):
+            self._post(incoming, job.text, ephemeral=job.ephemeral)
+        else:
+            self._post(incoming, QUEUE_DOWN_TEXT)
+        self._services.dedup.release(*incoming.dedup_keys)
+
+    def _react(self, incoming: IncomingQuestion) -> None:
+        """The working indicator; the worker removes it once the answer is posted."""
+        try:
+            self._client.reactions_add(
+                channel=incoming.channel, timestamp=incoming.ts, name=WORKING_REACTION
+            )
+        except Exception as error:  # best effort: the answer comes either way
+            log.warning(
+                "could not react to %s in %s: %s", incoming.ts, incoming.channel, _why(error)
+            )
+
+    def _post(self, incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -> None:
+        """Best effort, one try; a failure is logged at error level (the asker is not told)."""
+        try:
+            if ephemeral:
+                self._client.chat_postEphemeral(
+                    channel=incoming.channel,
+                    user=incoming.user,
+                    thread_ts=incoming.thread_ts,
+                    text=text,
+                )
+            else:
+                self._client.chat_postMessage(
+                    channel=incoming.channel, thread_ts=incoming.thread_ts, text=text
+                )
+        except Exception as error:  # network errors too: nothing may escape the intake thread
+            log.error(
+                "could not tell %s in %s why %s got no answer: %s",
+                incoming.user,
+                incoming.channel,
+                incoming.ts,
+                _why(error),
+                extra={"channel": incoming.channel},
+            )
+
+
+def _notice(incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -> NoticeJob:
+    return NoticeJob(
         job_id=new_job_id(),
         channel=incoming.channel,
         thread_ts=incoming.thread_ts,
-        message_ts=incoming.ts,
         user=incoming.user,
-        text=question,
-        team=incoming.team,
-        status_ts=status_ts,
-        is_followup=incoming.is_followup,
+        text=text,
+        ephemeral=ephemeral,
         enqueued_at=time.time(),
     )
-    try:
-        services.queue.enqueue(job)
-    except QueueUnavailableError as error:
-        log.error("could not enqueue %s: %s", job.job_id, error)
-        _show(client, incoming, status_ts, QUEUE_DOWN_TEXT)
-        return None
-    log.info(
-        "question queued: job %s from %s in %s",
-        job.job_id,
-        incoming.user,
-        incoming.channel,
-        extra={"job_id": job.job_id, "channel": incoming.channel},
-    )
-    return job.job_id
 
 
-def _post_working(client: WebClient, incoming: IncomingQuestion) -> str | None:
-    try:
-        response = client.chat_postMessage(
-            channel=incoming.channel,
-            thread_ts=incoming.thread_ts,
-            text=blocks.WORKING_TEXT,
-            blocks=blocks.working_blocks(),
-        )
-    except SlackApiError as error:
-        # The worker posts the answer as a new message instead; nothing is lost.
-        log.warning("could not post the working message: %s", error.response.get("error"))
-        return None
-    return str(response["ts"])
-
-
-def _reply(client: WebClient, incoming: IncomingQuestion, text: str) -> None:
-    try:
-        client.chat_postMessage(channel=incoming.channel, thread_ts=incoming.thread_ts, text=text)
-    except SlackApiError as error:
-        log.warning("could not reply in %s: %s", incoming.channel, error.response.get("error"))
-
-
-def _show(client: WebClient, incoming: IncomingQuestion, ts: str | None, text: str) -> None:
-    if ts is None:
-        _reply(client, incoming, text)
-        return
-    try:
-        client.chat_update(
-            channel=incoming.channel, ts=ts, text=text, blocks=blocks.error_blocks(text)
-        )
-    except SlackApiError as error:
-        log.warning("could not update %s: %s", ts, error.response.get("error"))
-
-
-def _tell_privately(client: WebClient, incoming: IncomingQuestion, text: str) -> None:
-    try:
-        client.chat_postEphemeral(
-            channel=incoming.channel, user=incoming.user, thread_ts=incoming.thread_ts, text=text
-        )
-    except SlackApiError:
-        _reply(client, incoming, text)
+def _why(error: Exception) -> str:
+    """Slack's error code, or the exception for network failures."""
+    if isinstance(error, SlackApiError):
+        return str(error.response.get("error"))
+    return f"{type(error).__name__}: {error}"

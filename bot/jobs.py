@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -47,6 +47,12 @@ class RetryJob(Exception):
     """
 
 
+class LeaseLost(Exception):
+    """The worker no longer owns its delivery (another worker claimed it, a newer fence
+    token was taken, or the worker handed it back while stopping): it must neither post
+    nor acknowledge; whoever owns the job now finishes it."""
+
+
 def new_job_id() -> str:
     """A random, URL-safe id (32 hex digits)."""
     return uuid.uuid4().hex
@@ -56,8 +62,8 @@ def new_job_id() -> str:
 class AskJob:
     """Answer ``text`` in the thread ``thread_ts`` of ``channel``.
 
-    ``status_ts`` is the "Searching the docs…" placeholder the worker replaces with the
-    answer; ``None`` means the worker posts a new message. ``enqueued_at`` is Unix time.
+    The answer is a new message in the thread; ``message_ts`` (the question) wears an
+    :eyes: reaction until it is posted. ``enqueued_at`` is Unix time.
     """
 
     job_id: str
@@ -67,7 +73,6 @@ class AskJob:
     user: str
     text: str
     team: str = ""
-    status_ts: str | None = None
     is_followup: bool = False
     enqueued_at: float = field(default_factory=time.time)
 
@@ -90,14 +95,38 @@ class ReindexJob:
     enqueued_at: float = field(default_factory=time.time)
 
 
-Job = AskJob | ReindexJob
+@dataclass(frozen=True, slots=True)
+class NoticeJob:
+    """A short reply the app owes a user (empty question, too long, rate limited), posted
+    by a worker so it gets the same Slack retries as answers. ``ephemeral`` sends it with
+    ``chat.postEphemeral`` to ``user`` only."""
 
-_KINDS: dict[str, type[AskJob] | type[ReindexJob]] = {"ask": AskJob, "reindex": ReindexJob}
+    job_id: str
+    channel: str
+    thread_ts: str
+    user: str
+    text: str
+    ephemeral: bool = False
+    enqueued_at: float = field(default_factory=time.time)
+
+
+Job = AskJob | ReindexJob | NoticeJob
+
+_KINDS: dict[str, type[AskJob] | type[ReindexJob] | type[NoticeJob]] = {
+    "ask": AskJob,
+    "reindex": ReindexJob,
+    "notice": NoticeJob,
+}
+
+
+def job_kind(job: Job) -> str:
+    """The ``kind`` of ``job`` in its JSON form ("ask", "reindex" or "notice")."""
+    return next(kind for kind, cls in _KINDS.items() if isinstance(job, cls))
 
 
 def job_to_json(job: Job) -> str:
-    """The job as one JSON object; ``kind`` ("ask" or "reindex") says which class it is."""
-    kind = "ask" if isinstance(job, AskJob) else "reindex"
+    """The job as one JSON object; ``kind`` (see :func:`job_kind`) says which class it is."""
+    kind = job_kind(job)
     return json.dumps({"kind": kind, **asdict(job)}, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -152,6 +181,26 @@ class DeadLetter:
     failed_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What the queue holds now: ``queued`` jobs wait for a worker, ``pending`` ones were
+    taken and not yet acknowledged, ``dead`` ones sit in the dead-letter stream."""
+
+    queued: int
+    pending: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """A job taken and not yet acknowledged: who has it, for how long, how many times."""
+
+    message_id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
 class JobQueue(Protocol):
     """A durable, at-least-once queue of jobs shared by the app and the workers."""
 
@@ -201,6 +250,10 @@ class JobQueue(Protocol):
         """The most recent dead letters, newest first."""
         ...
 
+    def stats(self) -> QueueStats:
+        """Queued, pending and dead-letter counts, read at metrics scrape time."""
+        ...
+
     def ping(self) -> bool:
         """Whether the queue can be used now (for health checks)."""
         ...
@@ -225,28 +278,54 @@ def decode_text(value: bytes | str | None) -> str | None:
 
 @contextmanager
 def redis_unavailable_as(action: str) -> Iterator[None]:
-    """Turn a lost Redis connection into :class:`QueueUnavailableError` naming ``action``."""
+    """Turn any Redis failure into :class:`QueueUnavailableError` naming ``action``.
+
+    Not only a lost connection: a replica promoted mid-failover answers READONLY, a full
+    one OOM, and the caller's answer is the same (pause, retry, tell the user).
+    """
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except redis.exceptions.RedisError as exc:
         raise QueueUnavailableError(
             f"The job queue is unavailable: could not {action} ({exc})."
         ) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What the ledger knows of one job.
+
+    ``fence`` counts the deliveries that started running it: only the worker holding the
+    latest token may post. ``posting`` says a post was attempted, so it may be in Slack
+    even when ``posted_ts`` was never recorded.
+    """
+
+    state: JobState | None = None
+    posted_ts: str | None = None
+    fence: int = 0
+    posting: bool = False
+
+
 class JobLedger(Protocol):
     """What happened to each job, kept a day, so a retried job never posts its answer twice.
 
-    The worker checks :meth:`posted_ts` before posting and edits that message instead.
+    The worker takes a fence token with :meth:`mark_running`, checks it is still current
+    before posting, and edits the message of :meth:`posted_ts` instead of posting again.
     """
 
     def mark_queued(self, job_id: str) -> None: ...
 
-    def mark_running(self, job_id: str, consumer: str) -> None: ...
+    def mark_running(self, job_id: str, consumer: str) -> int:
+        """Record ``consumer`` as running the job; returns its new fence token."""
+        ...
 
     def mark_done(self, job_id: str) -> None: ...
 
     def mark_failed(self, job_id: str, error: str) -> None: ...
+
+    def mark_posting(self, job_id: str) -> None:
+        """A post is about to be sent: a redelivery must look for it before posting."""
+        ...
 
     def record_posted(self, job_id: str, message_ts: str) -> None: ...
 
@@ -254,10 +333,28 @@ class JobLedger(Protocol):
 
     def state(self, job_id: str) -> JobState | None: ...
 
+    def fence(self, job_id: str) -> int:
+        """The latest fence token handed out by :meth:`mark_running` (0: none)."""
+        ...
+
+    def record(self, job_id: str) -> JobRecord: ...
+
+
+def record_from_fields(values: dict[Any, Any]) -> JobRecord:
+    """A :class:`JobRecord` from a ledger hash (str or bytes keys and values)."""
+    text = {decode_text(k): decode_text(v) for k, v in values.items()}
+    state = text.get("state")
+    return JobRecord(
+        state=JobState(state) if state else None,
+        posted_ts=text.get("posted_ts") or None,
+        fence=int(text.get("fence") or 0),
+        posting=bool(text.get("posting")),
+    )
+
 
 class RedisJobLedger:
     """Job records as Redis hashes ``{prefix}job:{job_id}``, each expiring ``ttl_s`` after
-    its last update. Every method raises :class:`QueueUnavailableError` when Redis is down,
+    its last update. Every method raises :class:`QueueUnavailableError` when Redis fails,
     so the worker leaves the job unacknowledged rather than risk a second post.
     """
 
@@ -273,25 +370,32 @@ class RedisJobLedger:
     def _key(self, job_id: str) -> str:
         return f"{self._prefix}{LEDGER_KEY}{job_id}"
 
-    def _write(self, job_id: str, values: dict[str, str]) -> None:
+    def _write(self, job_id: str, values: dict[str, str], *, bump_fence: bool = False) -> int:
         key = self._key(job_id)
         with redis_unavailable_as("record the job state"):
             pipe = self._redis.pipeline(transaction=True)
+            if bump_fence:
+                pipe.hincrby(key, "fence", 1)
             pipe.hset(key, mapping={**values, "updated_at": f"{time.time():.3f}"})
             pipe.expire(key, self._ttl_s)
-            pipe.execute()
+            replies = pipe.execute()
+        return int(replies[0]) if bump_fence else 0
 
     def mark_queued(self, job_id: str) -> None:
         self._write(job_id, {"state": JobState.QUEUED.value})
 
-    def mark_running(self, job_id: str, consumer: str) -> None:
-        self._write(job_id, {"state": JobState.RUNNING.value, "consumer": consumer})
+    def mark_running(self, job_id: str, consumer: str) -> int:
+        values = {"state": JobState.RUNNING.value, "consumer": consumer}
+        return self._write(job_id, values, bump_fence=True)
 
     def mark_done(self, job_id: str) -> None:
         self._write(job_id, {"state": JobState.DONE.value})
 
     def mark_failed(self, job_id: str, error: str) -> None:
         self._write(job_id, {"state": JobState.FAILED.value, "error": error})
+
+    def mark_posting(self, job_id: str) -> None:
+        self._write(job_id, {"posting": "1"})
 
     def record_posted(self, job_id: str, message_ts: str) -> None:
         self._write(job_id, {"posted_ts": message_ts})
@@ -304,3 +408,11 @@ class RedisJobLedger:
         with redis_unavailable_as("read the job state"):
             value = decode_text(self._redis.hget(self._key(job_id), "state"))
         return JobState(value) if value else None
+
+    def fence(self, job_id: str) -> int:
+        with redis_unavailable_as("read the job state"):
+            return int(self._redis.hget(self._key(job_id), "fence") or 0)
+
+    def record(self, job_id: str) -> JobRecord:
+        with redis_unavailable_as("read the job state"):
+            return record_from_fields(self._redis.hgetall(self._key(job_id)))

@@ -20,10 +20,13 @@ from bot.jobs import (
     DeadLetter,
     Delivery,
     Job,
+    JobRecord,
     JobState,
+    QueueStats,
     QueueUnavailableError,
     check_queue_limits,
     job_to_json,
+    record_from_fields,
 )
 from rag_core.errors import ConfigError
 
@@ -141,6 +144,11 @@ class InMemoryJobQueue:
     def close(self) -> None:
         self._closed = True
 
+    def stats(self) -> QueueStats:
+        with self._lock:
+            pending = sum(1 for entry in self._entries.values() if entry.consumer is not None)
+            return QueueStats(len(self._entries) - pending, pending, len(self._dead))
+
     def _deliver(self, message_id: str, entry: _Entry, consumer: str) -> Delivery:
         """Hand ``entry`` to ``consumer``; call with the lock held."""
         entry.attempts += 1
@@ -171,12 +179,14 @@ class InMemoryJobLedger:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    def _write(self, job_id: str, values: dict[str, Any]) -> None:
+    def _write(self, job_id: str, values: dict[str, Any], *, bump_fence: bool = False) -> int:
         now = time.monotonic()
         with self._lock:
             self._records = {k: v for k, v in self._records.items() if v[0] > now}
             _, record = self._records.get(job_id, (0.0, {}))
-            self._records[job_id] = (now + self._ttl_s, {**record, **values})
+            fence = int(record.get("fence", 0)) + (1 if bump_fence else 0)
+            self._records[job_id] = (now + self._ttl_s, {**record, **values, "fence": fence})
+        return fence
 
     def _read(self, job_id: str, name: str) -> Any:
         with self._lock:
@@ -186,14 +196,18 @@ class InMemoryJobLedger:
     def mark_queued(self, job_id: str) -> None:
         self._write(job_id, {"state": JobState.QUEUED})
 
-    def mark_running(self, job_id: str, consumer: str) -> None:
-        self._write(job_id, {"state": JobState.RUNNING, "consumer": consumer})
+    def mark_running(self, job_id: str, consumer: str) -> int:
+        values = {"state": JobState.RUNNING, "consumer": consumer}
+        return self._write(job_id, values, bump_fence=True)
 
     def mark_done(self, job_id: str) -> None:
         self._write(job_id, {"state": JobState.DONE})
 
     def mark_failed(self, job_id: str, error: str) -> None:
         self._write(job_id, {"state": JobState.FAILED, "error": error})
+
+    def mark_posting(self, job_id: str) -> None:
+        self._write(job_id, {"posting": "1"})
 
     def record_posted(self, job_id: str, message_ts: str) -> None:
         self._write(job_id, {"posted_ts": message_ts})
@@ -203,3 +217,11 @@ class InMemoryJobLedger:
 
     def state(self, job_id: str) -> JobState | None:
         return self._read(job_id, "state")
+
+    def fence(self, job_id: str) -> int:
+        return int(self._read(job_id, "fence") or 0)
+
+    def record(self, job_id: str) -> JobRecord:
+        with self._lock:
+            expires, values = self._records.get(job_id, (0.0, {}))
+        return record_from_fields(values if expires > time.monotonic() else {})

@@ -33,6 +33,9 @@ from bot.jobs import (
     Job,
     JobLedger,
     JobQueue,
+    JobRecord,
+    PendingJob,
+    QueueStats,
     QueueUnavailableError,
     RedisJobLedger,
     RetryJob,
@@ -52,6 +55,7 @@ __all__ = [
     "InMemoryJobQueue",
     "JobLedger",
     "JobQueue",
+    "JobRecord",
     "QueueUnavailableError",
     "RedisJobLedger",
     "RedisJobQueue",
@@ -76,6 +80,22 @@ local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV
 if #owned == 0 then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
 return 1
+"""
+
+# Move one dead letter back onto the queue as a new entry, in one step: a retry run twice
+# at once queues it once. KEYS[1] stream, KEYS[2] dead-letter stream; ARGV[1] its entry id.
+_REQUEUE_DEAD_LUA = """
+local found = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
+if #found == 0 then return false end
+local fields = found[1][2]
+for i = 1, #fields, 2 do
+  if fields[i] == 'job' then
+    local id = redis.call('XADD', KEYS[1], '*', 'job', fields[i + 1])
+    redis.call('XDEL', KEYS[2], ARGV[1])
+    return id
+  end
+end
+return false
 """
 
 
@@ -194,7 +214,7 @@ class RedisJobQueue:
     def ping(self) -> bool:
         try:
             return bool(self._redis.ping())
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except redis.exceptions.RedisError:
             return False
 
     def close(self) -> None:
@@ -322,3 +342,75 @@ class RedisJobQueue:
                 return False
             raise
         return bool(owned)
+
+    # -- operations (metrics and ``ragbot jobs``) ---------------------------------
+
+    def stats(self) -> QueueStats:
+        with redis_unavailable_as("read the queue statistics"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xlen(self.stream_key)
+            pipe.xlen(self.dead_letter_key)
+            length, dead = pipe.execute()
+            pending = self._pending_count()
+        # Acknowledged entries are deleted, so the stream holds the waiting and the taken.
+        return QueueStats(queued=max(0, int(length) - pending), pending=pending, dead=int(dead))
+
+    def pending_jobs(self, count: int = 20) -> list[PendingJob]:
+        """Jobs taken and not acknowledged, oldest first, with their consumer and idle time."""
+        with redis_unavailable_as("read the pending jobs"):
+            try:
+                rows = self._redis.xpending_range(
+                    self.stream_key, self._group, min="-", max="+", count=count
+                )
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return []
+                raise
+        return [
+            PendingJob(
+                message_id=decode_text(row["message_id"]) or "",
+                consumer=decode_text(row["consumer"]) or "",
+                idle_ms=int(row["time_since_delivered"]),
+                deliveries=int(row["times_delivered"]),
+            )
+            for row in rows
+        ]
+
+    def requeue_dead(self, message_id: str | None = None) -> list[tuple[str, str]]:
+        """Put dead letters back on the queue as new jobs with fresh attempts: the one whose
+        ``DeadLetter.message_id`` (or dead-letter entry id) is ``message_id``, or every one
+        for ``None``. Each move is atomic. Returns ``(old message id, new message id)`` pairs;
+        empty when no such dead letter exists."""
+        script = self._redis.register_script(_REQUEUE_DEAD_LUA)
+        moved: list[tuple[str, str]] = []
+        with redis_unavailable_as("re-queue dead letters"):
+            for entry_id, original in self._dead_entries():
+                if message_id is not None and message_id not in (entry_id, original):
+                    continue
+                new_id = script(keys=[self.stream_key, self.dead_letter_key], args=[entry_id])
+                if new_id:
+                    moved.append((original or entry_id, decode_text(new_id) or ""))
+                if message_id is not None:
+                    break
+        return moved
+
+    def _pending_count(self) -> int:
+        try:
+            summary = self._redis.xpending(self.stream_key, self._group)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # nothing was ever taken
+                return 0
+            raise
+        return int(summary["pending"])
+
+    def _dead_entries(self, batch: int = 500) -> list[tuple[str, str]]:
+        """Every dead letter, oldest first: ``(entry id, original message id)``."""
+        found: list[tuple[str, str]] = []
+        start = "-"
+        while True:
+            entries = self._redis.xrange(self.dead_letter_key, start, "+", count=batch)
+            for raw_id, fields in entries:
+                found.append((decode_text(raw_id) or "", _field(fields, "message_id")))
+            if len(entries) < batch:
+                return found
+            start = f"({found[-1][0]}"

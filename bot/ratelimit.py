@@ -3,8 +3,9 @@
 A sliding-window log: each accepted question is a member of the sorted set
 ``{prefix}ratelimit:{user_id}`` scored by Redis server time in milliseconds, so replicas
 with skewed clocks agree. A question is allowed while fewer than ``limit`` were accepted
-in the last ``window_s`` seconds; refused ones are not counted. If Redis cannot be
-reached every question is allowed (logged once per outage).
+in the last ``window_s`` seconds; refused ones are not counted. While Redis is
+unavailable (unreachable, or refusing writes: ``OOM``, ``READONLY``) every question is
+allowed (logged once per outage).
 
 Only the standard library and redis are imported: the app process stays light.
 """

@@ -6,6 +6,8 @@ Slack's own variables keep their usual names (``SLACK_BOT_TOKEN``, ``SLACK_APP_T
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, field_validator
 
 from rag_core.settings import Settings
@@ -38,6 +40,17 @@ class BotSettings(Settings):
     job_stale_after_s: float = Field(default=120.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     history_max_messages: int = Field(default=12, ge=0)
+    slack_retry_window_s: float = Field(
+        default=300.0, ge=0, description="Slack 429/5xx/network retried in the worker this long."
+    )
+    drain_grace_s: float = Field(
+        default=25.0, ge=0, description="On SIGTERM, a job in hand gets this long to finish."
+    )
+
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="Exporter of workers and Socket Mode; 0 = off."
+    )
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("slack_api_url")
     @classmethod

@@ -1,9 +1,15 @@
 """The worker loop: take a job, run it, acknowledge it; survive Redis and Slack hiccups.
 
-A job is acknowledged only after its answer is in Slack, so a worker that dies
-mid-job leaves it pending and another worker claims it once it has been idle for
-``RAGBOT_JOB_STALE_AFTER_S``. While a job runs, a lease thread resets its idle time
-every third of that, so a slow answer is never mistaken for a dead worker's.
+A job is acknowledged only after its message is in Slack and the ledger says DONE, so a
+worker that dies mid-job leaves it pending and another worker claims it once it has been
+idle for ``RAGBOT_JOB_STALE_AFTER_S``; a delivery already DONE is acknowledged without
+running again. While a job runs, a lease thread resets its idle time every third of
+that, so a slow answer is never mistaken for a dead worker's.
+
+Fencing: starting a delivery takes a new fence token in the ledger. Right before every
+post the worker checks that it still owns the delivery and holds the latest token;
+otherwise (:class:`~bot.jobs.LeaseLost`) it stops without posting or acknowledging.
+Any Redis failure pauses the loop and never ends it.
 """
 
 from __future__ import annotations
@@ -13,21 +19,32 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
-from slack_sdk.errors import SlackApiError
-
 from bot.answering import UNEXPECTED, AskHandler
-from bot.jobs import AskJob, QueueUnavailableError, ReindexJob, RetryJob
+from bot.jobs import (
+    AskJob,
+    Job,
+    JobState,
+    LeaseLost,
+    NoticeJob,
+    QueueUnavailableError,
+    ReindexJob,
+    RetryJob,
+)
+from bot.metrics import BotMetrics
+from bot.posting import ThreadPoster
 from bot.queue import Delivery, JobLedger, JobQueue
 from bot.reindexing import ReindexHandler
+from bot.slack_retry import SlackRejected, SlackUnavailable
 
 log = logging.getLogger(__name__)
 
 TAKE_BLOCK_MS = 2000
 REDIS_DOWN_PAUSE_S = 2.0
 MIN_LEASE_INTERVAL_S = 0.1
+MIN_SLACK_REQUEUE_MS = 30_000
 
 
 def default_consumer_name() -> str:
@@ -68,6 +85,59 @@ class JobLease:
                 log.warning("could not extend the lease of a job: %s", error)
 
 
+class DeliveryGuard:
+    """Whether this worker may still post for one delivery (see the module docstring);
+    also the worker's heartbeat while it waits on Slack."""
+
+    def __init__(
+        self, worker: Worker, delivery: Delivery, token: int, *, redelivered: bool
+    ) -> None:
+        self._worker = worker
+        self.delivery = delivery
+        self.token = token
+        self._redelivered = redelivered
+        self.abandoned = threading.Event()
+
+    @property
+    def redelivered(self) -> bool:
+        return self._redelivered
+
+    def check(self) -> None:
+        self._worker.tick()
+        job_id = self.delivery.job.job_id
+        if self.abandoned.is_set():
+            raise LeaseLost(f"job {job_id} was handed back")
+        if not self._worker.queue.touch(self.delivery):
+            raise LeaseLost(f"job {job_id} was claimed by another worker")
+        if self._worker.ledger.fence(job_id) != self.token:
+            raise LeaseLost(f"job {job_id} is being run by a newer delivery")
+
+    def owned(self) -> bool:
+        """:meth:`check` as a bool (Redis failures still raise)."""
+        try:
+            self.check()
+        except LeaseLost:
+            return False
+        return True
+
+    def wait(self, seconds: float) -> None:
+        self._worker.tick()
+        self.abandoned.wait(seconds)
+        self._worker.tick()
+
+
+class _Unguarded:
+    """For the last word on a failed job: nobody else will post for it any more."""
+
+    redelivered = True
+
+    def check(self) -> None:
+        return None
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 @dataclass(slots=True)
 class Worker:
     name: str
@@ -75,20 +145,42 @@ class Worker:
     ledger: JobLedger
     ask: AskHandler
     reindex: ReindexHandler
+    poster: ThreadPoster
+    metrics: BotMetrics = field(default_factory=BotMetrics)
+    last_tick: float = field(default_factory=time.monotonic, init=False)
+    _current: DeliveryGuard | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def run(self, *, stop: threading.Event, burst: bool = False) -> int:
-        """Process jobs until ``stop`` is set (or, with ``burst``, the queue is empty).
+    def tick(self) -> None:
+        """The loop is alive (read by the pool's liveness check)."""
+        self.last_tick = time.monotonic()
 
-        While Redis is down the loop pauses and tries again; a job it was running stays
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
+
+    def run(
+        self,
+        *,
+        stop: threading.Event,
+        burst: bool = False,
+        until_empty: threading.Event | None = None,
+    ) -> int:
+        """Process jobs until ``stop`` is set, or the queue is empty with ``burst`` (or
+        once ``until_empty`` is set). A job in hand is finished before ``stop`` counts.
+
+        While Redis fails the loop pauses and tries again; a job it was running stays
         unacknowledged and is answered again later (without a second post).
         """
         log.info("worker %s started", self.name)
         processed = 0
         while not stop.is_set():
+            self.tick()
+            emptying = burst or (until_empty is not None and until_empty.is_set())
             try:
-                delivery = self.queue.take(self.name, block_ms=TAKE_BLOCK_MS)
+                delivery = self.queue.take(self.name, block_ms=0 if emptying else TAKE_BLOCK_MS)
                 if delivery is None:
-                    if burst:
+                    if emptying:
                         break
                     continue
                 self.process(delivery)
@@ -100,55 +192,143 @@ class Worker:
         log.info("worker %s stopped after %d jobs", self.name, processed)
         return processed
 
+    def hand_back(self, reason: str) -> bool:
+        """Give the job in hand back to the queue (to run again at once, elsewhere) and
+        forbid this worker to post for it; ``False`` when there was none."""
+        with self._lock:
+            guard = self._current
+        if guard is None:
+            return False
+        guard.abandoned.set()
+        try:
+            self.queue.retry(guard.delivery, reason, delay_ms=0)
+        except QueueUnavailableError as error:
+            log.warning("could not hand job %s back: %s", guard.delivery.job.job_id, error)
+        log.warning("job %s handed back: %s", guard.delivery.job.job_id, reason)
+        self._finished("retried")
+        return True
+
     def process(self, delivery: Delivery) -> None:
-        """Run one delivery to its end: acknowledged, put back for a retry, or dead-lettered.
+        """Run one delivery to its end: acknowledged, put back for a retry, dead-lettered,
+        or left alone because another worker owns it now.
 
         Raises :class:`QueueUnavailableError` when Redis fails; the job then stays pending.
         """
         job = delivery.job
+        record = self.ledger.record(job.job_id)
+        if record.state is JobState.DONE:
+            log.info("job %s was already done; acknowledging it", job.job_id)
+            self.queue.ack(delivery)
+            self._finished("skipped")
+            return
         if delivery.exhausted:
             # Already dead-lettered after too many attempts (workers kept dying on it).
             log.error("job %s gave up after %d attempts", job.job_id, delivery.attempts)
             self._tell_user_failed(job)
             self.ledger.mark_failed(job.job_id, delivery.last_error or "too many attempts")
+            self._finished("dead")
             return
+        if isinstance(job, AskJob) and delivery.attempts == 1:
+            wait_s = max(0.0, time.time() - job.enqueued_at)
+            self.metrics.answer_seconds.labels(stage="queue_wait").observe(wait_s)
+        token = self.ledger.mark_running(job.job_id, self.name)
+        redelivered = delivery.attempts > 1 or record.posting
+        guard = DeliveryGuard(self, delivery, token, redelivered=redelivered)
+        with self._lock:
+            self._current = guard
+        try:
+            self._run_guarded(delivery, guard)
+        finally:
+            with self._lock:
+                self._current = None
+
+    def _run_guarded(self, delivery: Delivery, guard: DeliveryGuard) -> None:
+        job = delivery.job
         final_attempt = delivery.attempts >= self.queue.max_attempts
-        self.ledger.mark_running(job.job_id, self.name)
         started = time.perf_counter()
         try:
             with JobLease(self.queue, delivery, interval_s=self.queue.stale_after_ms / 3000):
-                self._run(delivery, final_attempt=final_attempt)
-        except (RetryJob, SlackApiError) as error:
-            self.ledger.mark_failed(job.job_id, str(error))
-            if not self.queue.retry(delivery, str(error), delay_ms=1000 * delivery.attempts):
-                log.error("job %s gave up after %d attempts", job.job_id, delivery.attempts)
-                self._tell_user_failed(job)
+                self._run(delivery, guard, final_attempt=final_attempt)
+        except LeaseLost as error:
+            if not guard.abandoned.is_set():
+                log.warning("%s; leaving it to that worker", error)
+                self._finished("lease_lost")
+            return
+        except SlackRejected as error:
+            log.error("job %s dead: %s", job.job_id, error, extra={"job_id": job.job_id})
+            self._give_up(delivery, guard, str(error), tell_user=False)
+            return
+        except SlackUnavailable as error:
+            delay_ms = max(MIN_SLACK_REQUEUE_MS, int(error.wait_s * 1000))
+            self._retry(delivery, guard, str(error), delay_ms=delay_ms)
+            return
+        except RetryJob as error:
+            self._retry(delivery, guard, str(error), delay_ms=1000 * delivery.attempts)
             return
         except QueueUnavailableError:
             raise
         except Exception as error:
             log.exception("job %s failed", job.job_id)
-            self._tell_user_failed(job)
-            self.ledger.mark_failed(job.job_id, repr(error))
-            self.queue.fail(delivery, repr(error))
+            self._give_up(delivery, guard, repr(error), tell_user=True)
             return
         self.ledger.mark_done(job.job_id)
         self.queue.ack(delivery)
+        self._finished("done")
         ms = round((time.perf_counter() - started) * 1000)
         log.info("job %s done in %d ms", job.job_id, ms, extra={"job_id": job.job_id, "ms": ms})
 
-    def _run(self, delivery: Delivery, *, final_attempt: bool) -> None:
+    def _run(self, delivery: Delivery, guard: DeliveryGuard, *, final_attempt: bool) -> None:
         job = delivery.job
         if isinstance(job, AskJob):
-            self.ask.handle(job, final_attempt=final_attempt)
+            self.ask.handle(job, final_attempt=final_attempt, guard=guard)
+        elif isinstance(job, NoticeJob):
+            self.poster.notify(job, guard)
         elif isinstance(job, ReindexJob):
-            self.reindex.handle(job, heartbeat=lambda: self.queue.touch(delivery))
 
-    def _tell_user_failed(self, job: AskJob | ReindexJob) -> None:
+            def heartbeat() -> None:
+                self.tick()
+                self.queue.touch(delivery)
+
+            self.reindex.handle(job, heartbeat=heartbeat)
+
+    def _retry(
+        self, delivery: Delivery, guard: DeliveryGuard, error: str, *, delay_ms: int
+    ) -> None:
+        if not guard.owned():
+            if not guard.abandoned.is_set():  # a hand-back was counted already
+                self._finished("lease_lost")
+            return
+        self.ledger.mark_failed(delivery.job.job_id, error)
+        if self.queue.retry(delivery, error, delay_ms=delay_ms):
+            log.warning("job %s will be retried: %s", delivery.job.job_id, error)
+            self._finished("retried")
+            return
+        log.error("job %s gave up after %d attempts", delivery.job.job_id, delivery.attempts)
+        self._tell_user_failed(delivery.job)
+        self._finished("dead")
+
+    def _give_up(
+        self, delivery: Delivery, guard: DeliveryGuard, error: str, *, tell_user: bool
+    ) -> None:
+        if not guard.owned():
+            if not guard.abandoned.is_set():  # a hand-back was counted already
+                self._finished("lease_lost")
+            return
+        if tell_user:
+            self._tell_user_failed(delivery.job)
+        self.ledger.mark_failed(delivery.job.job_id, error)
+        self.queue.fail(delivery, error)
+        self._finished("dead")
+
+    def _finished(self, outcome: str) -> None:
+        self.metrics.jobs_finished.labels(outcome=outcome).inc()
+
+    def _tell_user_failed(self, job: Job) -> None:
+        """Best effort: Slack may be what failed."""
         try:
             if isinstance(job, AskJob):
-                self.ask.post_text(job, UNEXPECTED)
-            else:
+                self.ask.post_text(job, UNEXPECTED, guard=_Unguarded(), retry_window_s=0)
+            elif isinstance(job, ReindexJob):
                 self.reindex.give_up(job)
-        except Exception:
-            log.exception("could not tell the user about job %s", job.job_id)
+        except Exception as error:
+            log.warning("could not tell the user about job %s: %r", job.job_id, error)

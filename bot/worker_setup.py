@@ -1,7 +1,9 @@
-"""Builds a worker: models loaded once, Milvus and the caches connected, handlers wired."""
+"""Builds workers: models loaded once, Milvus and the caches connected, handlers wired,
+and ``ragbot worker``: a supervised worker that drains on SIGTERM."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -11,10 +13,14 @@ from slack_sdk.errors import SlackApiError
 
 from bot.answering import AskHandler
 from bot.app import build_web_client
+from bot.metrics_server import start_exporter
+from bot.posting import ThreadPoster
 from bot.reindexing import ReindexHandler
 from bot.serve import Runtime, build_runtime
 from bot.settings import BotSettings
+from bot.slack_retry import SlackRetry, without_sdk_retries
 from bot.worker import Worker, default_consumer_name
+from bot.worker_pool import WorkerPool
 from rag_core.cache import AnswerCache, QueryEmbeddingCache
 from rag_core.commands import build_indexer, build_pipeline
 from rag_core.components import load_models, open_store
@@ -22,10 +28,15 @@ from rag_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+SIGNAL_POLL_S = 1.0
+
 
 def build_worker(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> Worker:
+    """One worker. Its Slack calls go through ``client`` without the SDK's retry handlers:
+    :class:`~bot.slack_retry.SlackRetry` is the only retry layer (reindex progress, which
+    is best-effort, keeps ``client`` as it is)."""
     models = load_models(settings)
     store = open_store(settings)
     pipeline = build_pipeline(settings, models, store)
@@ -34,6 +45,7 @@ def build_worker(
         pipeline.query_cache = QueryEmbeddingCache(
             runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
         )
+        runtime.services.metrics.watch_cache("embedding", pipeline.query_cache)
         if settings.answer_cache_ttl_s > 0:
             pipeline.answer_cache = AnswerCache(
                 runtime.redis, prefix=prefix, ttl_s=settings.answer_cache_ttl_s
@@ -45,39 +57,77 @@ def build_worker(
             f"Slack refused SLACK_BOT_TOKEN (auth.test: {error.response.get('error')})."
         ) from error
     services = runtime.services
+    answer_client = without_sdk_retries(client)
+    poster = ThreadPoster(
+        client=answer_client,
+        ledger=runtime.ledger,
+        retry=SlackRetry(window_s=settings.slack_retry_window_s),
+    )
     return Worker(
         name=name,
         queue=services.queue,
         ledger=runtime.ledger,
         ask=AskHandler(
             pipeline=pipeline,
-            client=client,
-            ledger=runtime.ledger,
+            client=answer_client,
+            poster=poster,
             threads=services.threads,
             bot_user_id=bot_user_id,
             history_max_messages=settings.history_max_messages,
+            metrics=services.metrics,
         ),
         reindex=ReindexHandler(
             indexer=build_indexer(settings, models, store),
             client=client,
             lock=services.reindex_lock,
         ),
+        poster=poster,
+        metrics=services.metrics,
     )
 
 
+def start_worker_pool(
+    settings: BotSettings, runtime: Runtime, client: WebClient, *, count: int = 1, name: str
+) -> WorkerPool:
+    """``count`` supervised workers sharing one set of models, started, with the
+    ``workers`` liveness check on ``runtime.health``. Without Redis (the in-memory queue
+    dies with the process) :meth:`WorkerPool.drain` first empties the queue."""
+    first = build_worker(settings, runtime, client, name=name if count == 1 else f"{name}-1")
+    workers = [first] + [
+        dataclasses.replace(first, name=f"{name}-{i}") for i in range(2, count + 1)
+    ]
+    pool = WorkerPool(workers, finish_queue=runtime.redis is None)
+    pool.register(runtime.health)
+    return pool.start()
+
+
 def run_worker_process(settings: BotSettings, *, name: str | None, burst: bool) -> int:
-    """``ragbot worker``: answer queued questions until SIGTERM/SIGINT."""
+    """``ragbot worker``: answer queued questions until SIGTERM/SIGINT, then finish the
+    job in hand within ``RAGBOT_DRAIN_GRACE_S`` (else put it back) and exit."""
     if not settings.redis_url:
         raise ConfigError(
             "RAGBOT_REDIS_URL is not set: separate workers share the queue through Redis "
             "(without it, `ragbot serve` answers in-process)."
         )
     runtime = build_runtime(settings)
-    worker = build_worker(
-        settings, runtime, build_web_client(settings), name=name or default_consumer_name()
-    )
+    client = build_web_client(settings, runtime.services.metrics)
+    consumer = name or default_consumer_name()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker.run(stop=stop, burst=burst)
+    if burst:
+        build_worker(settings, runtime, client, name=consumer).run(stop=stop, burst=True)
+        return 0
+    exporter = start_exporter(settings.metrics_port, runtime.services.metrics, runtime.health)
+    try:
+        pool = start_worker_pool(settings, runtime, client, name=consumer)
+        runtime.health.set_ready()
+        while not stop.wait(SIGNAL_POLL_S):
+            pass
+        log.info("stopping: finishing the job in hand (up to %.0f s)", settings.drain_grace_s)
+        runtime.health.set_draining()
+        pool.drain(settings.drain_grace_s)
+    finally:
+        if exporter is not None:
+            exporter.stop()
     return 0

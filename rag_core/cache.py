@@ -56,7 +56,8 @@ class QueryEmbeddingCache:
     """Query vectors by model, output size, instruction and text, kept ``ttl_s`` seconds.
 
     Vectors are stored as little-endian float32 bytes, so the client must return bytes
-    (``decode_responses=False``, redis-py's default).
+    (``decode_responses=False``, redis-py's default). ``hits`` and ``misses`` count
+    lookups since start-up (plain ints the bot exports as metrics).
     """
 
     def __init__(
@@ -73,6 +74,8 @@ class QueryEmbeddingCache:
         self._prefix = f"{prefix}{EMBED_KEY}"
         self.ttl_s = ttl_s
         self._outage = RedisOutageLog(log, "skipping the query embedding cache")
+        self.hits = 0
+        self.misses = 0
 
     def key(self, model_id: str, dim: int, instruction: str, text: str) -> str:
         return f"{self._prefix}{model_id}:{dim}:{_sha256(instruction)[:16]}:{_sha256(text)}"
@@ -82,7 +85,9 @@ class QueryEmbeddingCache:
         key = self.key(model_id, dim, instruction, text)
         raw = self._outage.run(lambda: self._redis.get(key), None)
         if not isinstance(raw, bytes) or len(raw) != dim * 4:
+            self.misses += 1
             return None
+        self.hits += 1
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
     def put(self, model_id: str, dim: int, instruction: str, text: str, vector: np.ndarray) -> None:

@@ -15,7 +15,10 @@ T = TypeVar("T")
 class RedisOutageLog:
     """Runs Redis calls that have a safe fallback, logging one warning when Redis stops
     answering and one info line when it answers again, not one warning per call.
-    Thread-safe.
+
+    "Not answering" is any :class:`redis.exceptions.RedisError`: a lost connection or a
+    timeout, but also a Redis that refuses writes (``OOM`` under ``noeviction``,
+    ``READONLY`` after a failover turned it into a replica). Thread-safe.
     """
 
     def __init__(self, logger: logging.Logger, fallback_note: str) -> None:
@@ -25,14 +28,14 @@ class RedisOutageLog:
         self._lock = threading.Lock()
 
     def run(self, action: Callable[[], T], fallback: T) -> T:
-        """``action()``, or ``fallback`` when Redis cannot be reached."""
+        """``action()``, or ``fallback`` when Redis cannot serve it."""
         try:
             result = action()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except redis.exceptions.RedisError as exc:
             with self._lock:
                 first, self._down = not self._down, True
             if first:
-                self._log.warning("Redis unreachable (%s); %s until it is back", exc, self._note)
+                self._log.warning("Redis unavailable (%s); %s until it is back", exc, self._note)
             return fallback
         if self._down:
             with self._lock:

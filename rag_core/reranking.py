@@ -17,7 +17,12 @@ from transformers import AutoModelForCausalLM
 from rag_core.devices import resolve_device, torch_dtype_for
 from rag_core.errors import ConfigError, ModelLoadError
 from rag_core.pretrained import load_pretrained
-from rag_core.prompt_opening import PromptOpening, common_prefix_length, compute_opening
+from rag_core.prompt_opening import (
+    PromptOpening,
+    cache_keyword,
+    common_prefix_length,
+    compute_opening,
+)
 from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
 from rag_core.types import RerankResult
 
@@ -101,6 +106,7 @@ class Qwen3Reranker:
             bias = getattr(head, "bias", None)
             self._bias = float(bias[yes_id] - bias[no_id]) if bias is not None else 0.0
         self._base = model.get_decoder()
+        self._cache_keyword = cache_keyword(self._base)
         self._pad_id = int(self._tokenizer.pad_token_id or 0)
         self._prefix_ids = self._encode(RERANK_PREFIX)
         self._suffix_ids = self._encode(RERANK_SUFFIX)
@@ -184,7 +190,10 @@ class Qwen3Reranker:
             for query, document in (("a", "b"), ("z", "y"))
         ]
         opening = compute_opening(
-            self._base, probes[0][: common_prefix_length(probes)], self._device
+            self._base,
+            probes[0][: common_prefix_length(probes)],
+            self._device,
+            self._cache_keyword,
         )
         if len(self._openings) >= _MAX_OPENINGS:
             self._openings.clear()
@@ -212,8 +221,8 @@ class Qwen3Reranker:
             input_ids=input_ids.to(self._device),
             attention_mask=mask.to(self._device),
             position_ids=position_ids.to(self._device),
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{self._cache_keyword: cache},
         ).last_hidden_state[:, -1, :]
         margin = hidden.float() @ self._direction + self._bias
         return torch.sigmoid(margin).cpu().tolist()

@@ -16,7 +16,6 @@ from bot.blocks import (
     MAX_FALLBACK_CHARS,
     MAX_MESSAGE_TEXT_CHARS,
     MAX_SECTION_CHARS,
-    WORKING_TEXT,
     answer_blocks,
     answer_fallback_text,
     error_blocks,
@@ -25,7 +24,6 @@ from bot.blocks import (
     reindex_progress_blocks,
     reindex_summary_blocks,
     text_chars,
-    working_blocks,
 )
 from bot.mrkdwn import markdown_to_mrkdwn
 from rag_core.errors import InputError
@@ -163,9 +161,6 @@ def test_fallback_text_is_trimmed_but_keeps_the_sources() -> None:
 
 
 def test_status_messages() -> None:
-    working = working_blocks()
-    _assert_valid(working)
-    assert WORKING_TEXT in json.dumps(working, ensure_ascii=False)
     error = error_blocks("Milvus <down> & out\nsecond line")
     _assert_valid(error)
     assert error[0]["text"]["text"] == ":warning: Milvus &lt;down&gt; &amp; out second line"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 
-from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, SOURCES_LABEL, WORKING_TEXT
+from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, SOURCES_LABEL
 from bot.intake import EMPTY_QUESTION_TEXT, FILES_ONLY_TEXT
 from tests.fixtures.bot_stack import SOURCE_BASE_URL
 from tests.fixtures.slack_api import (
@@ -71,11 +71,12 @@ def test_mention_gets_one_threaded_answer_with_sources(
     assert_answer_message(answer)
     assert "How do I connect to Milvus Lite from Python?" in answer["text"]
     assert bot_messages(slack_api, sent.channel, sent.thread_ts) == [answer]
-    placeholder = posts_in_thread(slack_api, sent)
-    assert [call.args["text"] for call in placeholder] == [WORKING_TEXT]
-    updates = [c for c in slack_api.calls_for("chat.update") if c.args["ts"] == answer["ts"]]
-    assert len(updates) == 1
-    assert slack_api.calls.index(placeholder[0]) < slack_api.calls.index(updates[0])
+    [post] = posts_in_thread(slack_api, sent)  # the answer, no placeholder before it
+    assert slack_api.calls_for("chat.update") == []
+    [eyes] = slack_api.calls_for("reactions.add")  # the working indicator, then removed
+    assert (eyes.args["timestamp"], eyes.args["name"]) == (sent.ts, "eyes")
+    assert slack_api.calls.index(eyes) < slack_api.calls.index(post)
+    assert slack_api.reactions(sent.channel, sent.ts) == set()
     assert len(openai_server.requests) == 1
     assert not bot_stack.tracebacks()
 
@@ -159,7 +160,7 @@ def test_direct_message_is_answered(bot_stack, slack_events, slack_api, new_user
     assert answer["thread_ts"] == sent.ts
 
 
-def test_oversized_empty_and_file_only_messages_get_replies_and_no_job(
+def test_oversized_empty_and_file_only_messages_get_replies_and_no_answer(
     bot_stack, slack_events, slack_api, openai_server, new_user
 ):
     user = new_user()
@@ -181,10 +182,11 @@ def test_oversized_empty_and_file_only_messages_get_replies_and_no_job(
     assert replies[empty.ts] == EMPTY_QUESTION_TEXT
     assert replies[file_only.ts] == FILES_ONLY_TEXT
     assert dm_reply == FILES_ONLY_TEXT
-    posted = [call.args["text"] for call in slack_api.calls_for("chat.postMessage")]
-    assert WORKING_TEXT not in posted
+    for sent in (huge, empty, file_only, dm_file):  # one reply each, posted by a worker
+        assert len(bot_messages(slack_api, sent.channel, sent.thread_ts)) == 1
+    assert slack_api.calls_for("reactions.add") == []  # no answer is coming
     assert openai_server.requests == []
-    assert bot_stack.redis.xlen(bot_stack.stream) == 0
+    assert bot_stack.redis.xlen(bot_stack.stream) == 0  # the notices were acknowledged
     assert not bot_stack.tracebacks()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, WORKING_TEXT, feedback_ack_text
+from bot.blocks import FEEDBACK_DOWN, FEEDBACK_UP, feedback_ack_text
 from bot.feedback import FeedbackStore
 from tests.fixtures.slack_events import ACK_BUDGET_S, bot_messages, wait_for_answer, wait_quiet
 
@@ -61,9 +61,5 @@ def test_rate_limited_user_is_told_privately_and_others_are_not_slowed(
     assert notice["text"].startswith("You're asking faster than I can keep up.")
     assert len(slack_api.ephemerals) == 1
     assert bot_messages(slack_api, refused.channel, refused.ts) == []
-    placeholders = [
-        c.args["thread_ts"]
-        for c in slack_api.calls_for("chat.postMessage")
-        if c.args["text"] == WORKING_TEXT
-    ]
-    assert sorted(placeholders) == sorted(s.ts for s in [*allowed, other])
+    marked = [c.args["timestamp"] for c in slack_api.calls_for("reactions.add")]
+    assert sorted(marked) == sorted(s.ts for s in [*allowed, other])  # :eyes: on answered ones

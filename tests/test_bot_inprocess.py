@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.bot_stack import ADMIN_USER, BotProcesses, process_env
-from tests.fixtures.slack_events import bot_messages, wait_for_answer, wait_for_dm
+from tests.fixtures.slack_events import bot_messages, command_reply, wait_for_answer, wait_for_dm
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def test_app_without_redis_indexes_and_answers_by_itself(lone_app, events_to, sl
     before = events.mention("How do I install Milvus Lite?", user=user)
     assert "Nothing is indexed yet" in wait_for_answer(slack_api, before)["text"]
 
-    assert events.command("/reindex", "", user=ADMIN_USER).text.startswith("Re-indexing `")
+    _, reply = command_reply(events, slack_api, "/reindex", "", user=ADMIN_USER)
+    assert reply.startswith("Re-indexing `")
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
     sent = events.mention("How do I install Milvus Lite?", user=user)
     answer = wait_for_answer(slack_api, sent)

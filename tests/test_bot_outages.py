@@ -6,6 +6,7 @@ worker thread) so it can point it at a Milvus or a Redis it is allowed to stop.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -41,12 +42,14 @@ def wait_for_text(slack_api, sent, text: str, *, timeout_s: float = 20.0) -> Non
         time.sleep(0.05)
 
 
-def health(url: str) -> int:
+def readiness(url: str) -> tuple[int, bool]:
+    """``/readyz``'s status and whether its Redis check passed."""
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
-            return response.status
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
+            status, body = response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code
+        status, body = error.code, error.read()
+    return status, bool(json.loads(body)["checks"]["redis"]["ok"])
 
 
 def test_search_index_outage_is_announced_and_answered_on_recovery(
@@ -96,11 +99,11 @@ def test_redis_outage_tells_the_asker_and_the_bot_recovers_when_it_returns(
         sent = events.mention("What does hybrid search combine?", user=user)
         assert sent.ack.status == 200 and sent.ack.seconds < ACK_BUDGET_S
         assert wait_for_answer(slack_api, sent, timeout_s=30)["text"] == QUEUE_DOWN_TEXT
-        assert health(bot.url) == 503
+        assert readiness(bot.url) == (200, False)  # still takes events; Redis shown down
     finally:
         redis_server.start()
 
-    assert health(bot.url) == 200
+    assert readiness(bot.url) == (200, True)
     again = events.mention("What does hybrid search combine?", user=user)
     answer = wait_for_answer(slack_api, again, timeout_s=40)
     assert "Sources: [1]" in answer["text"]

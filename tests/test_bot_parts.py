@@ -1,6 +1,6 @@
 """The bot's pure pieces: reading a question out of a message, deciding which messages are
-questions, which folders ``/reindex`` may touch, which POSTs the HTTP front refuses,
-and the lease that keeps a running job from being claimed twice."""
+questions, which folders ``/reindex`` may touch, and the lease that keeps a running job
+from being claimed twice."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bot.conversation_state import ThreadRegistry
-from bot.http_server import MAX_BODY_BYTES, content_length, refuse_post
 from bot.jobs import AskJob
 from bot.listeners.commands.reindex import resolve_docs_path
 from bot.listeners.events.message import is_question
@@ -76,14 +75,6 @@ def test_resolve_docs_path_stays_under_the_docs_root(tmp_path: Path):
     assert resolve_docs_path("../../etc", tmp_path) is None
     assert resolve_docs_path("/etc", tmp_path) is None
     assert resolve_docs_path("guides/../..", tmp_path) is None
-
-
-def test_http_front_refuses_other_paths_and_bad_sizes():
-    assert refuse_post("/slack/events", 10) is None
-    assert refuse_post("/other", 10) == (404, {"ok": False, "error": "not_found"})
-    assert refuse_post("/slack/events", MAX_BODY_BYTES + 1)[0] == 413  # type: ignore[index]
-    assert refuse_post("/slack/events", content_length("ten"))[0] == 400  # type: ignore[index]
-    assert content_length(None) == 0
 
 
 def test_job_lease_keeps_a_slow_job_from_being_claimed():

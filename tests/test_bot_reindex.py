@@ -1,5 +1,6 @@
 """``/reindex`` end to end: who may run it, where its progress goes, how it fails, and
-what a re-index does to cached answers."""
+what a re-index does to cached answers. The command is acknowledged at once with an
+empty body; its outcome reaches the caller through ``respond()``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from pathlib import Path
 
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
 from tests.fixtures.bot_stack import ADMIN_USER
+from tests.fixtures.slack_api import SlackApiStandIn
 from tests.fixtures.slack_events import (
     ACK_BUDGET_S,
+    Ack,
+    SlackEvents,
+    command_reply,
     dm_versions,
     wait_for_answer,
     wait_for_dm,
@@ -16,16 +21,22 @@ from tests.fixtures.slack_events import (
 )
 
 
+def reindex(
+    slack_events: SlackEvents, slack_api: SlackApiStandIn, text: str, *, user: str
+) -> tuple[Ack, str]:
+    return command_reply(slack_events, slack_api, "/reindex", text, user=user)
+
+
 def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
     bot_stack, slack_events, slack_api, new_user
 ):
-    refused = slack_events.command("/reindex", "", user=new_user())
-    escaped = slack_events.command("/reindex", "../../etc", user=ADMIN_USER)
+    refused, refusal = reindex(slack_events, slack_api, "", user=new_user())
+    escaped, escape = reindex(slack_events, slack_api, "../../etc", user=ADMIN_USER)
 
     assert refused.status == 200 and refused.seconds < ACK_BUDGET_S
-    assert refused.text == NOT_ADMIN_TEXT
-    assert escaped.text.startswith("Only the docs folder")
-    assert "in_channel" not in refused.body  # ephemeral: only the caller sees it
+    assert refused.body == "" and escaped.body == ""
+    assert refusal == NOT_ADMIN_TEXT
+    assert escape.startswith("Only the docs folder")
     wait_quiet(slack_api, quiet_s=1.0)
     assert slack_api.calls_for("chat.postMessage") == []
     assert bot_stack.redis.xlen(bot_stack.stream) == 0
@@ -37,12 +48,12 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     admin = new_user()
     slack_api.add_user(admin, is_admin=True)
 
-    started = slack_events.command("/reindex", "", user=admin)
-    second = slack_events.command("/reindex", "", user=ADMIN_USER)
+    started, start_reply = reindex(slack_events, slack_api, "", user=admin)
+    _, second_reply = reindex(slack_events, slack_api, "", user=ADMIN_USER)
 
     assert started.status == 200 and started.seconds < ACK_BUDGET_S
-    assert started.text.startswith("Re-indexing `")
-    assert second.text == ALREADY_RUNNING_TEXT
+    assert start_reply.startswith("Re-indexing `")
+    assert second_reply == ALREADY_RUNNING_TEXT
     versions = wait_for_dm(slack_api, admin, "Reindex finished")
     assert versions[0]["text"] == "Re-index queued…"
     progress = [v for v in versions if "Reindexing:" in str(v["blocks"])]
@@ -51,17 +62,17 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     assert versions[-1]["text"].startswith("Re-index done: 3 files")
     assert dm_versions(slack_api, ADMIN_USER) == []
 
-    again = slack_events.command("/reindex", "", user=ADMIN_USER)  # the lock is free again
-    assert again.text.startswith("Re-indexing `")
+    _, again = reindex(slack_events, slack_api, "", user=ADMIN_USER)  # the lock is free again
+    assert again.startswith("Re-indexing `")
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
 
 
 def test_failed_reindex_says_why_and_the_old_index_keeps_answering(
     bot_stack, slack_events, slack_api, new_user
 ):
-    ack = slack_events.command("/reindex", "drafts", user=ADMIN_USER)
+    _, reply = reindex(slack_events, slack_api, "drafts", user=ADMIN_USER)
 
-    assert ack.text.startswith("Re-indexing `")
+    assert reply.startswith("Re-indexing `")
     versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex failed")
     assert "No documents found in" in versions[-1]["text"]
     assert "previous index is still serving" in str(versions[-1]["blocks"])

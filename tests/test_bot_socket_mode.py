@@ -35,6 +35,7 @@ def socket_app(
         "RAGBOT_REDIS_URL": "",
         "SLACK_APP_TOKEN": APP_TOKEN,
         "SLACK_SIGNING_SECRET": "",  # Socket Mode apps have none
+        "RAGBOT_METRICS_PORT": "0",  # no fixed exporter port on a shared machine
     }
     env = {k: v for k, v in process_env(variables).items() if not k.lower().endswith("_proxy")}
     log_path = tmp_path / "app.log"

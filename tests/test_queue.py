@@ -41,7 +41,6 @@ def ask(text: str = "How do I deploy?") -> AskJob:
         message_ts="1700000000.000100",
         user="U1",
         text=text,
-        status_ts="1700000001.000200",
     )
 
 
@@ -74,7 +73,6 @@ def test_ask_job_json_round_trip() -> None:
         user="U1",
         text="Ünïcode — question?",
         team="T1",
-        status_ts=None,
         is_followup=True,
         enqueued_at=1700000000.5,
     )

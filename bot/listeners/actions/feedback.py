@@ -26,6 +26,7 @@ def register(app: App, services: BotServices) -> None:
         ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
     ) -> None:
         ack()
+        services.metrics.events_received.labels(kind="block_action").inc()
         vote = VOTES[action["action_id"]]
         user_id = body["user"]["id"]
         try:

@@ -1,4 +1,9 @@
-"""``/reindex [path]``: admins re-index the docs; progress goes to a DM from the bot."""
+"""``/reindex [path]``: admins re-index the docs; progress goes to a DM from the bot.
+
+The command is acknowledged first, with no text, before any Slack or Redis call (Slack
+wants the ack within 3 s); the outcome reaches the caller through ``respond()``, shown
+only to them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -22,6 +27,7 @@ QUEUE_DOWN_TEXT = "The job queue is unavailable right now; please try again in a
 ALREADY_RUNNING_TEXT = (
     "A re-index is already running; its progress is in my DM to whoever started it."
 )
+FAILED_TEXT = "Something went wrong starting the re-index; nothing changed. Please try again."
 
 
 def resolve_docs_path(argument: str, docs_root: Path) -> Path | None:
@@ -44,39 +50,52 @@ def is_admin(user_id: str, *, services: BotServices, client: WebClient) -> bool:
 
 def register(app: App, services: BotServices) -> None:
     @app.command("/reindex")
-    def on_reindex(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
-        """Every reply to the command itself is its ack: shown only to whoever typed it."""
-        user_id = command["user_id"]
-        if not is_admin(user_id, services=services, client=client):
-            ack(text=NOT_ADMIN_TEXT)
-            return
-        root = services.settings.docs_path
-        target = resolve_docs_path(command.get("text", ""), root)
-        if target is None:
-            ack(text=f"Only the docs folder ({root}) or folders under it can be indexed.")
-            return
-        job_id = new_job_id()
+    def on_reindex(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        services.metrics.events_received.labels(kind="command").inc()
         try:
-            acquired = services.reindex_lock.acquire(job_id)
-        except QueueUnavailableError as error:
-            log.error("could not take the re-index lock: %s", error)
-            ack(text=QUEUE_DOWN_TEXT)
-            return
-        if not acquired:
-            ack(text=ALREADY_RUNNING_TEXT)
-            return
-        ack(text=f"Re-indexing `{target}`. I'll post progress in a DM.")
-        try:
-            _start(job_id, target, user_id=user_id, services=services, client=client)
+            text = start_reindex(command, services=services, client=client)
         except Exception:
-            services.reindex_lock.release(job_id)
-            raise
+            log.exception("/reindex from %s failed", command.get("user_id"))
+            text = FAILED_TEXT
+        try:
+            respond(text=text, response_type="ephemeral")
+        except Exception as error:  # the caller may be gone; the DM still tells the story
+            log.warning("could not answer /reindex from %s: %s", command.get("user_id"), error)
+
+
+def start_reindex(command: dict[str, Any], *, services: BotServices, client: WebClient) -> str:
+    """Check, lock and queue a re-index; returns what to tell the caller."""
+    user_id = command["user_id"]
+    if not is_admin(user_id, services=services, client=client):
+        return NOT_ADMIN_TEXT
+    root = services.settings.docs_path
+    target = resolve_docs_path(command.get("text", ""), root)
+    if target is None:
+        return f"Only the docs folder ({root}) or folders under it can be indexed."
+    job_id = new_job_id()
+    try:
+        acquired = services.reindex_lock.acquire(job_id)
+    except QueueUnavailableError as error:
+        log.error("could not take the re-index lock: %s", error)
+        return QUEUE_DOWN_TEXT
+    if not acquired:
+        return ALREADY_RUNNING_TEXT
+    try:
+        queued = _start(job_id, target, user_id=user_id, services=services, client=client)
+    except Exception:
+        services.reindex_lock.release(job_id)
+        raise
+    if not queued:
+        return QUEUE_DOWN_TEXT
+    return f"Re-indexing `{target}`. I'll post progress in a DM."
 
 
 def _start(
     job_id: str, target: Path, *, user_id: str, services: BotServices, client: WebClient
-) -> None:
-    """Post the progress DM and queue the job; the lock is the caller's to free on errors."""
+) -> bool:
+    """Post the progress DM and queue the job; ``False`` when the queue is down (the lock
+    is then freed and the DM says so). On other errors the lock is the caller's to free."""
     progress = client.chat_postMessage(
         channel=user_id,
         text="Re-index queued…",
@@ -102,3 +121,6 @@ def _start(
             text="The job queue is unavailable; the re-index did not start.",
             blocks=blocks.reindex_failed_blocks("The job queue is unavailable; nothing changed."),
         )
+        return False
+    services.metrics.jobs_enqueued.labels(kind="reindex").inc()
+    return True

@@ -6,13 +6,11 @@ Channel messages that mention the bot are left to the ``app_mention`` listener
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from typing import Any
 
 from slack_bolt import App
-from slack_sdk import WebClient
 
-from bot.intake import IncomingQuestion, accept_question, in_background
+from bot.intake import IncomingQuestion, Intake
 from bot.services import BotServices
 from bot.text import mentions
 
@@ -21,6 +19,7 @@ QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
 
 def is_question(event: dict[str, Any], *, bot_user_id: str, services: BotServices) -> bool:
+    """Reads the thread registry (Redis) for thread replies: call it off Bolt's threads."""
     if event.get("subtype") not in QUESTION_SUBTYPES or event.get("bot_id"):
         return False
     if not event.get("user") or event.get("user") == bot_user_id:
@@ -35,16 +34,17 @@ def is_question(event: dict[str, Any], *, bot_user_id: str, services: BotService
     return services.threads.contains(event["channel"], thread_ts)
 
 
-def register(app: App, services: BotServices, *, intake: Executor) -> None:
+def register(app: App, services: BotServices, *, intake: Intake) -> None:
     @app.event("message")
-    def on_message(
-        event: dict[str, Any], body: dict[str, Any], client: WebClient, context: dict[str, Any]
-    ) -> None:
+    def on_message(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
+        """Bolt acknowledged the event already; whether it is a question is decided on
+        the intake threads (it may need Redis)."""
+        services.metrics.events_received.labels(kind="message").inc()
         bot_user_id = context["bot_user_id"]
 
-        def accept() -> None:
+        def describe() -> IncomingQuestion | None:
             if is_question(event, bot_user_id=bot_user_id, services=services):
-                incoming = IncomingQuestion.from_event(event, body)
-                accept_question(incoming, services=services, client=client, bot_user_id=bot_user_id)
+                return IncomingQuestion.from_event(event, body)
+            return None
 
-        in_background(intake, accept)
+        intake.submit(describe, bot_user_id=bot_user_id)

@@ -1,0 +1,113 @@
+"""Supervised worker threads: a dying worker is restarted while the ``workers`` liveness
+check reports it, and ``drain`` finishes queued in-memory questions or hands a job back
+when the grace period runs out."""
+
+from __future__ import annotations
+
+import time
+
+from bot.health import Health
+from bot.worker_pool import WorkerPool
+from tests.fixtures.worker_parts import (
+    CountingPipeline,
+    bot_replies,
+    build_worker,
+    memory_parts,
+    question,
+    redis_parts,
+    wait_until,
+)
+
+
+class FlakyQueue:
+    """The in-memory queue, except that the first ``failures`` takes raise a bug."""
+
+    def __init__(self, queue, failures: int) -> None:  # type: ignore[no-untyped-def]
+        self._queue, self.failures = queue, failures
+
+    def take(self, consumer: str, *, block_ms: int):  # type: ignore[no-untyped-def]
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("a bug in the loop")
+        return self._queue.take(consumer, block_ms=min(block_ms, 100))
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._queue, name)
+
+
+def test_a_dying_worker_is_restarted_and_liveness_fails_meanwhile(slack_api) -> None:
+    queue, ledger = memory_parts()
+    flaky = FlakyQueue(queue, failures=2)
+    worker = build_worker(slack_api, queue=flaky, ledger=ledger)  # type: ignore[arg-type]
+    pool = WorkerPool([worker], restart_backoff_s=(0.5, 1.0))
+    health = Health()
+    pool.register(health)
+
+    pool.start()
+    try:
+        failing: list[dict] = []
+        wait_until(lambda: not (live := health.live())[0] and not failing.append(live[1]))
+        assert "restarting" in str(failing[0]["checks"])
+        wait_until(lambda: flaky.failures == 0 and health.live()[0], timeout_s=10)
+        job = question(slack_api)
+        queue.enqueue(job)
+        wait_until(lambda: len(bot_replies(slack_api, job)) == 1)
+        assert "2 restarts" in pool.check().detail
+    finally:
+        assert pool.drain(5)
+
+
+def test_a_stalled_worker_fails_the_liveness_check(slack_api) -> None:
+    queue, ledger = memory_parts()
+    pipeline = CountingPipeline(delay_s=1.5)
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline)
+    pool = WorkerPool([worker], stall_after_s=0.5).start()
+    try:
+        assert pool.check().ok
+        queue.enqueue(question(slack_api))
+        wait_until(lambda: not pool.check().ok)
+        assert "stalled" in pool.check().detail
+        wait_until(lambda: pool.check().ok, timeout_s=5)
+    finally:
+        pool.drain(5)
+
+
+def test_drain_finishes_the_queued_in_memory_questions(slack_api) -> None:
+    queue, ledger = memory_parts()
+    pipeline = CountingPipeline(delay_s=0.1)
+    first = build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline, name="a")
+    second = build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline, name="b")
+    jobs = [question(slack_api, f"question {i}") for i in range(6)]
+    for job in jobs:
+        queue.enqueue(job)
+    pool = WorkerPool([first, second], finish_queue=True).start()
+
+    started = time.monotonic()
+    assert pool.drain(10) is True
+
+    assert time.monotonic() - started < 5
+    assert [len(bot_replies(slack_api, job)) for job in jobs] == [1] * 6
+    assert queue.depth() == 0 and pipeline.runs == 6
+    assert not any(t.is_alive() for t in [s.thread for s in pool._slots] if t)
+
+
+def test_drain_hands_back_a_job_that_outlasts_the_grace_period(
+    slack_api, redis_client, redis_prefix
+) -> None:
+    queue, ledger = redis_parts(redis_client, redis_prefix, stale_after_ms=60_000)
+    pipeline = CountingPipeline(delay_s=1.5)
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline)
+    job = question(slack_api)
+    queue.enqueue(job)
+    waiting = question(slack_api, "asked later")
+    pool = WorkerPool([worker]).start()
+    pipeline.started.wait(5)
+    queue.enqueue(waiting)
+
+    assert pool.drain(0.3) is False
+
+    again = queue.take("w2", block_ms=0)
+    assert again is not None and again.job == job and again.attempts == 2
+    time.sleep(1.5)  # the old worker's pipeline ends: it must not post any more
+    assert bot_replies(slack_api, job) == []
+    assert queue.take("w2", block_ms=0).job == waiting  # type: ignore[union-attr]
