@@ -55,8 +55,8 @@ from tests.fixtures.bot_stack import (
     process_env,
     write_docs,
 )
+from tests.fixtures.fault_runs import ANSWERED, DUPLICATED, LOST, TOLD, judge
 from tests.fixtures.fault_scenarios import stalled
-from tests.fixtures.faults import ANSWERED, DUPLICATED, LOST, TOLD, judge
 from tests.fixtures.openai_server import OpenAIStubServer
 from tests.fixtures.redis_db import delete_prefix
 from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn

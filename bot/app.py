@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -26,19 +27,17 @@ from rag_core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 LISTENER_THREADS = 16
+SLACK_TIMEOUT_S = 15
 INTAKE_SLACK_TIMEOUT_S = 5
 
 
-def build_web_client(settings: BotSettings, metrics: BotMetrics | None = None) -> WebClient:
+def build_web_client(settings: BotSettings, metrics: BotMetrics) -> WebClient:
     """The Slack Web API client: retries on 429 (honouring Retry-After), 5xx and resets;
-    with ``metrics``, the errors it raises are counted per method and error code."""
-    if not settings.slack_bot_token:
-        raise ConfigError("SLACK_BOT_TOKEN is not set: create the Slack app (see README).")
-    return MeteredWebClient(
-        metrics=BotMetrics() if metrics is None else metrics,
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        timeout=15,
+    the errors it raises are counted per method and error code."""
+    return _metered_client(
+        settings,
+        metrics,
+        timeout_s=SLACK_TIMEOUT_S,
         retry_handlers=[
             RateLimitErrorRetryHandler(max_retry_count=3),
             ConnectionErrorRetryHandler(max_retry_count=2),
@@ -47,18 +46,28 @@ def build_web_client(settings: BotSettings, metrics: BotMetrics | None = None) -
     )
 
 
-def build_intake_client(settings: BotSettings, metrics: BotMetrics | None = None) -> WebClient:
+def build_intake_client(settings: BotSettings, metrics: BotMetrics) -> WebClient:
     """The client of intake's best-effort calls (the :eyes: reaction, the queue-down reply):
     no retry handlers, so an intake thread never sleeps on a 429's Retry-After or a
     back-off, and a short timeout, so a slow Slack holds it up for seconds at most."""
+    return _metered_client(settings, metrics, timeout_s=INTAKE_SLACK_TIMEOUT_S, retry_handlers=[])
+
+
+def _metered_client(
+    settings: BotSettings,
+    metrics: BotMetrics,
+    *,
+    timeout_s: int,
+    retry_handlers: list[RetryHandler],
+) -> WebClient:
     if not settings.slack_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN is not set: create the Slack app (see README).")
     return MeteredWebClient(
-        metrics=BotMetrics() if metrics is None else metrics,
+        metrics=metrics,
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
-        timeout=INTAKE_SLACK_TIMEOUT_S,
-        retry_handlers=[],
+        timeout=timeout_s,
+        retry_handlers=retry_handlers,
     )
 
 
@@ -67,25 +76,20 @@ def build_app(
     services: BotServices,
     *,
     client: WebClient,
-    intake: Intake | None = None,
+    intake: Intake,
 ) -> App:
     """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id.
 
     Events are acknowledged before their listener runs (``process_before_response`` off);
     question listeners only hand the event to :data:`~bot.intake.INTAKE_THREADS` intake
     threads, so Bolt's :data:`LISTENER_THREADS` stay free for slash commands and button
-    clicks, which are acknowledged from inside their listener. ``intake`` defaults to one
-    on :func:`build_intake_client`; pass your own to :meth:`~bot.intake.Intake.shutdown`
-    it when the app stops.
+    clicks, which are acknowledged from inside their listener. Whoever passes ``intake``
+    shuts it down (:meth:`~bot.intake.Intake.shutdown`) when the app stops taking events.
     """
     try:
         app = _bolt_app(settings, client)
     except BoltError as error:  # auth.test refused the token
         raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from error
-    if intake is None:
-        intake = Intake(
-            services, build_intake_client(settings, services.metrics), threads=INTAKE_THREADS
-        )
     meter_listener_clients(app, services.metrics)
     register(app, services, intake=intake)
 
@@ -95,6 +99,11 @@ def build_app(
         return None
 
     return app
+
+
+def build_intake(settings: BotSettings, services: BotServices) -> Intake:
+    """The intake threads of one app process, on :func:`build_intake_client`."""
+    return Intake(services, build_intake_client(settings, services.metrics), threads=INTAKE_THREADS)
 
 
 def _bolt_app(settings: BotSettings, client: WebClient) -> App:

@@ -226,6 +226,11 @@ class JobQueue(Protocol):
         attempts and went to the dead-letter stream instead (tell the user)."""
         ...
 
+    def release(self, delivery: Delivery) -> None:
+        """Put the job back untouched because its worker is stopping: it runs again at
+        once elsewhere, and this delivery does not count as one of its attempts."""
+        ...
+
     def fail(self, delivery: Delivery, error: str) -> None:
         """The job failed for good: move it to the dead-letter stream with ``error``."""
         ...

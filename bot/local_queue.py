@@ -104,6 +104,13 @@ class InMemoryJobQueue:
                 entry.delivered_at = time.monotonic() - idle_s
         return True
 
+    def release(self, delivery: Delivery) -> None:
+        with self._lock:
+            entry = self._entries.get(delivery.message_id)
+            if entry is not None and entry.consumer == delivery.consumer:
+                entry.attempts = max(0, entry.attempts - 1)
+                entry.delivered_at = time.monotonic() - self.stale_after_ms / 1000
+
     def fail(self, delivery: Delivery, error: str) -> None:
         with self._lock:
             if delivery.message_id in self._entries:

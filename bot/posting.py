@@ -13,13 +13,14 @@ before it is sent again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.jobs import JobLedger, NoticeJob
+from bot.jobs import AskJob, JobLedger, NoticeJob
 from bot.slack_retry import SlackRetry
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ ANSWER_EVENT_TYPE = "ragbot_answer"
 MESSAGE_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 REPLIES_PAGE = 200
 REPLIES_MAX_PAGES = 5
+NO_ACCESS_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+INVITE_HINT = "Invite me to the channel with `/invite @ragbot` and ask again."
 
 
 class PostGuard(Protocol):
@@ -45,6 +48,29 @@ class PostGuard(Protocol):
     def wait(self, seconds: float) -> None:
         """Sleep between Slack retries (returns early when the job is handed back)."""
         ...
+
+
+class LastWord:
+    """The guard of a job's last word: nobody else will post for it any more."""
+
+    redelivered = True
+
+    def check(self) -> None:
+        return None
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def refused_texts(job: AskJob | NoticeJob, error: str) -> tuple[str, str]:
+    """What to tell the asker when Slack refused the job's message with ``error``: in
+    the thread, and in a direct message when the thread cannot be reached either."""
+    hint = INVITE_HINT if error in NO_ACCESS_ERRORS else "The details are in the bot's logs."
+    return (
+        f"I couldn't post my reply here: Slack refused it (`{error}`).",
+        f"I couldn't reply to your message in <#{job.channel}>: Slack refused it "
+        f"(`{error}`). {hint}",
+    )
 
 
 def answer_metadata(job_id: str) -> dict[str, Any]:
@@ -164,6 +190,30 @@ class ThreadPoster:
             before_attempt=guard.check,
             wait=guard.wait,
         )
+
+    def tell_refused(self, job: AskJob | NoticeJob, error: str) -> bool:
+        """Slack refused the job's message for good: tell the asker in words, with one
+        try in the thread (a plain message may pass where blocks did not), else one
+        direct message. Returns whether either landed; failures are only logged."""
+        in_thread, direct = refused_texts(job, error)
+        try:
+            self.post(
+                job_id=job.job_id,
+                channel=job.channel,
+                thread_ts=job.thread_ts,
+                text=in_thread,
+                guard=LastWord(),
+                retry_window_s=0,
+            )
+            return True
+        except Exception as failure:
+            log.warning("could not tell %s in the thread: %r", job.user, failure)
+        try:
+            self.client.chat_postMessage(channel=job.user, text=direct)
+            return True
+        except Exception as failure:
+            log.warning("could not tell %s directly either: %r", job.user, failure)
+        return False
 
     def unreact(self, channel: str, ts: str, name: str = "eyes") -> None:
         """Remove the working indicator from the question; one try, failures ignored."""

@@ -72,13 +72,19 @@ DEAD_LETTER_MAXLEN = 10_000
 
 T = TypeVar("T")
 
-# Reset the idle time of an entry, but only while ``consumer`` still owns it: a worker
-# whose job was already claimed by another must not steal it back.
-# KEYS[1] stream; ARGV group, consumer, message id, idle time to set (ms).
+# Reset the idle time (and, given ARGV[5], the delivery count) of an entry, but only
+# while ``consumer`` still owns it: a worker whose job was already claimed by another
+# must not steal it back.
+# KEYS[1] stream; ARGV group, consumer, message id, idle time to set (ms), [deliveries].
 _RECLAIM_LUA = """
 local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #owned == 0 then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+if ARGV[5] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4],
+    'RETRYCOUNT', ARGV[5], 'JUSTID')
+else
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+end
 return 1
 """
 
@@ -177,6 +183,14 @@ class RedisJobQueue:
             idle_ms = max(0, self.stale_after_ms - max(0, delay_ms))
             self._reclaim_if_owned(delivery, idle_ms)
         return True
+
+    def release(self, delivery: Delivery) -> None:
+        with redis_unavailable_as("put the job back"):
+            # Idle for stale_after_ms already, and delivered once less: the next take
+            # anywhere claims it, counting this delivery again.
+            self._reclaim_if_owned(
+                delivery, self.stale_after_ms, deliveries=max(0, delivery.attempts - 1)
+            )
 
     def fail(self, delivery: Delivery, error: str) -> None:
         with redis_unavailable_as("record the failed job"):
@@ -331,12 +345,14 @@ class RedisJobQueue:
         pipe.hdel(self._errors_key, message_id)
         pipe.execute()
 
-    def _reclaim_if_owned(self, delivery: Delivery, idle_ms: int) -> bool:
+    def _reclaim_if_owned(
+        self, delivery: Delivery, idle_ms: int, *, deliveries: int | None = None
+    ) -> bool:
+        args: list[str | int] = [self._group, delivery.consumer, delivery.message_id, idle_ms]
+        if deliveries is not None:
+            args.append(deliveries)
         try:
-            owned = self._reclaim(
-                keys=[self.stream_key],
-                args=[self._group, delivery.consumer, delivery.message_id, idle_ms],
-            )
+            owned = self._reclaim(keys=[self.stream_key], args=args)
         except redis.exceptions.ResponseError as exc:
             if "NOGROUP" in str(exc):
                 return False

@@ -19,7 +19,7 @@ import redis
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.app import build_app, build_web_client
+from bot.app import build_app, build_intake, build_web_client
 from bot.conversation_state import ReindexLock, ThreadRegistry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
@@ -109,7 +109,8 @@ def serve(settings: BotSettings, *, http: bool, host: str, port: int) -> int:
         raise ConfigError("SLACK_APP_TOKEN is not set; Socket Mode needs it (or use --http).")
     runtime = build_runtime(settings)
     client = build_web_client(settings, runtime.services.metrics)
-    app = build_app(settings, runtime.services, client=client)
+    intake = build_intake(settings, runtime.services)
+    app = build_app(settings, runtime.services, client=client, intake=intake)
     if runtime.redis is None:
         start_inprocess_worker(settings, runtime, client)
     try:
@@ -131,7 +132,15 @@ def serve(settings: BotSettings, *, http: bool, host: str, port: int) -> int:
                 if exporter is not None:
                     exporter.stop()
     finally:
-        runtime.stop_workers(settings.drain_grace_s)
+        # Events already acknowledged are queued (or their askers told) before the
+        # in-process worker drains the queue.
+        deadline = time.monotonic() + settings.drain_grace_s
+        if not intake.shutdown(settings.drain_grace_s):
+            log.error(
+                "intake did not finish in %.0f s; some events were not handled",
+                settings.drain_grace_s,
+            )
+        runtime.stop_workers(max(0.0, deadline - time.monotonic()))
     return 0
 
 

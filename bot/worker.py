@@ -34,7 +34,7 @@ from bot.jobs import (
     RetryJob,
 )
 from bot.metrics import BotMetrics
-from bot.posting import ThreadPoster
+from bot.posting import LastWord, ThreadPoster
 from bot.queue import Delivery, JobLedger, JobQueue
 from bot.reindexing import ReindexHandler
 from bot.slack_retry import SlackRejected, SlackUnavailable
@@ -126,18 +126,6 @@ class DeliveryGuard:
         self._worker.tick()
 
 
-class _Unguarded:
-    """For the last word on a failed job: nobody else will post for it any more."""
-
-    redelivered = True
-
-    def check(self) -> None:
-        return None
-
-    def wait(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
 @dataclass(slots=True)
 class Worker:
     name: str
@@ -201,7 +189,7 @@ class Worker:
             return False
         guard.abandoned.set()
         try:
-            self.queue.retry(guard.delivery, reason, delay_ms=0)
+            self.queue.release(guard.delivery)
         except QueueUnavailableError as error:
             log.warning("could not hand job %s back: %s", guard.delivery.job.job_id, error)
         log.warning("job %s handed back: %s", guard.delivery.job.job_id, reason)
@@ -231,16 +219,33 @@ class Worker:
         if isinstance(job, AskJob) and delivery.attempts == 1:
             wait_s = max(0.0, time.time() - job.enqueued_at)
             self.metrics.answer_seconds.labels(stage="queue_wait").observe(wait_s)
-        token = self.ledger.mark_running(job.job_id, self.name)
+        try:
+            token = self.ledger.mark_running(job.job_id, self.name)
+        except QueueUnavailableError:
+            self._release_quietly(delivery)
+            raise
         redelivered = delivery.attempts > 1 or record.posting
         guard = DeliveryGuard(self, delivery, token, redelivered=redelivered)
         with self._lock:
             self._current = guard
         try:
             self._run_guarded(delivery, guard)
+        except QueueUnavailableError:
+            self._release_quietly(delivery)
+            raise
         finally:
             with self._lock:
                 self._current = None
+
+    def _release_quietly(self, delivery: Delivery) -> None:
+        """Redis failed mid-job: put the job back without spending one of its attempts,
+        so an outage never dead-letters a question (taking and releasing still work while
+        Redis refuses other writes, out of memory). Another Redis error is only logged:
+        the job then stays pending and is claimed once it looks stale."""
+        try:
+            self.queue.release(delivery)
+        except QueueUnavailableError as error:
+            log.warning("could not put job %s back: %s", delivery.job.job_id, error)
 
     def _run_guarded(self, delivery: Delivery, guard: DeliveryGuard) -> None:
         job = delivery.job
@@ -256,7 +261,7 @@ class Worker:
             return
         except SlackRejected as error:
             log.error("job %s dead: %s", job.job_id, error, extra={"job_id": job.job_id})
-            self._give_up(delivery, guard, str(error), tell_user=False)
+            self._give_up(delivery, guard, str(error), refused=error.error)
             return
         except SlackUnavailable as error:
             delay_ms = max(MIN_SLACK_REQUEUE_MS, int(error.wait_s * 1000))
@@ -269,7 +274,7 @@ class Worker:
             raise
         except Exception as error:
             log.exception("job %s failed", job.job_id)
-            self._give_up(delivery, guard, repr(error), tell_user=True)
+            self._give_up(delivery, guard, repr(error))
             return
         self.ledger.mark_done(job.job_id)
         self.queue.ack(delivery)
@@ -308,14 +313,19 @@ class Worker:
         self._finished("dead")
 
     def _give_up(
-        self, delivery: Delivery, guard: DeliveryGuard, error: str, *, tell_user: bool
+        self, delivery: Delivery, guard: DeliveryGuard, error: str, *, refused: str = ""
     ) -> None:
+        """Dead-letter the job and tell its asker why; ``refused``: the Slack error code
+        that refused the job's own message (the asker is then told another way)."""
         if not guard.owned():
             if not guard.abandoned.is_set():  # a hand-back was counted already
                 self._finished("lease_lost")
             return
-        if tell_user:
-            self._tell_user_failed(delivery.job)
+        job = delivery.job
+        if refused and isinstance(job, AskJob | NoticeJob):
+            self.poster.tell_refused(job, refused)
+        else:
+            self._tell_user_failed(job)
         self.ledger.mark_failed(delivery.job.job_id, error)
         self.queue.fail(delivery, error)
         self._finished("dead")
@@ -327,7 +337,7 @@ class Worker:
         """Best effort: Slack may be what failed."""
         try:
             if isinstance(job, AskJob):
-                self.ask.post_text(job, UNEXPECTED, guard=_Unguarded(), retry_window_s=0)
+                self.ask.post_text(job, UNEXPECTED, guard=LastWord(), retry_window_s=0)
             elif isinstance(job, ReindexJob):
                 self.reindex.give_up(job)
         except Exception as error:

@@ -162,8 +162,15 @@ def local_bot(
             reindex_lock=ReindexLock(client, prefix=prefix),
             metrics=BotMetrics(),
         )
-        intake = Intake(services, build_intake_client(settings), threads=threads, backlog=backlog)
-        app = build_app(settings, services, client=build_web_client(settings), intake=intake)
+        intake = Intake(
+            services,
+            build_intake_client(settings, services.metrics),
+            threads=threads,
+            backlog=backlog,
+        )
+        app = build_app(
+            settings, services, client=build_web_client(settings, services.metrics), intake=intake
+        )
         bot = LocalBot(app, services, intake, client, prefix, [])
         built.append(bot)
         return bot

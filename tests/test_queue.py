@@ -279,6 +279,22 @@ def test_retry_with_a_delay_holds_the_job_back(make_queue: QueueFactory) -> None
     assert again is not None and again.attempts == 2
 
 
+def test_release_puts_a_job_back_at_once_without_spending_an_attempt(
+    make_queue: QueueFactory,
+) -> None:
+    q = make_queue(max_attempts=1, stale_after_ms=60_000)
+    job = ask()
+    q.enqueue(job)
+    first = q.take("stopping", block_ms=100)
+    assert first is not None and first.attempts == 1
+    q.release(first)  # its worker is shutting down, on the job's last attempt
+    second = q.take("w2", block_ms=0)
+    assert second is not None, "released jobs are taken again at once"
+    assert (second.job, second.attempts, second.exhausted) == (job, 1, False)
+    assert q.dead_letters() == []
+    assert q.touch(first) is False, "the released delivery belongs to w2 now"
+
+
 def test_fail_moves_the_job_to_the_dead_letters(make_queue: QueueFactory) -> None:
     q = make_queue()
     kept, failed = ask("kept"), ask("failed")

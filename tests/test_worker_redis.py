@@ -124,3 +124,34 @@ def test_redis_turning_read_only_mid_job_leaves_one_answer_after_recovery(
     assert len(bot_replies(slack_api, job)) == 1
     assert pipeline.runs == 2, "the job stayed pending and was answered on recovery"
     assert queue.depth() == 0
+
+
+def test_a_long_out_of_memory_spell_spends_none_of_the_jobs_attempts(clients, slack_api) -> None:
+    """Taking a job still works under OOM (a claim is not a denied write) while every
+    ledger write fails: two workers would otherwise pass the job back and forth until
+    its attempts ran out. Released jobs keep their count, so it is answered afterwards."""
+    client, admin = clients
+    queue, ledger = redis_parts(client, PREFIX, stale_after_ms=300, max_attempts=2)
+    pipeline = CountingPipeline()
+    workers = [
+        build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline, name=name)
+        for name in ("w1", "w2")
+    ]
+    queue.take("w0", block_ms=0)  # creates the consumer group
+    job = question(slack_api)
+    queue.enqueue(job)
+
+    with broken(admin, "oom"):
+        running = [start(worker) for worker in workers]
+        wait_until(lambda: queue.stats().pending == 1, timeout_s=10)
+        threading.Event().wait(4.0)  # many times stale_after_ms × max_attempts
+        assert queue.dead_letters() == []
+    try:
+        wait_until(lambda: ledger.state(job.job_id) is JobState.DONE, timeout_s=20)
+    finally:
+        for thread, stop in running:
+            stop.set()
+            thread.join(10)
+
+    assert queue.dead_letters() == []
+    assert len(bot_replies(slack_api, job)) == 1 and pipeline.runs == 1

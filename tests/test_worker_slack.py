@@ -16,6 +16,7 @@ from bot.metrics import BotMetrics
 from bot.slack_retry import SlackRetry, SlackUnavailable, without_sdk_retries
 from tests.fixtures.slack_api import BOT_TOKEN
 from tests.fixtures.worker_parts import (
+    CHANNEL,
     CountingPipeline,
     bot_replies,
     build_worker,
@@ -86,23 +87,38 @@ def test_transient_slack_failures_give_one_answer_from_one_pipeline_run(
 
 
 @pytest.mark.parametrize("error", ["not_in_channel", "invalid_blocks", "token_revoked"])
-def test_a_permanent_slack_error_dead_letters_the_job_at_once(
+def test_a_permanent_slack_error_dead_letters_the_job_at_once_and_the_asker_is_told(
     slack_api, parts, caplog: pytest.LogCaptureFixture, error: str
 ) -> None:
-    slack_api.fail_with(POST, error, times=None)
+    slack_api.fail_with(POST, error, times=None, match={"channel": CHANNEL})
     caplog.set_level(logging.INFO)
 
     job, pipeline, metrics = run_one(slack_api, parts)
 
     queue, ledger = parts
     assert pipeline.runs == 1
-    assert len(slack_api.calls_for(POST)) == 1
+    first, in_thread, direct = (call.args for call in slack_api.calls_for(POST))
+    assert first["channel"] == in_thread["channel"] == CHANNEL
+    assert error in in_thread["text"], "one plain try in the thread"
+    assert direct["channel"] == job.user and error in direct["text"], "then a direct message"
+    assert ("/invite" in direct["text"]) is (error == "not_in_channel")
     [dead] = queue.dead_letters()
     assert error in dead.error and dead.attempts == 1
     assert queue.depth() == 0 and ledger.state(job.job_id) is JobState.FAILED
     assert counter(metrics.jobs_finished, outcome="dead") == 1
-    mentions = [r for r in caplog.records if error in r.getMessage()]
-    assert len(mentions) == 1 and mentions[0].exc_info is None
+    refusals = [r for r in caplog.records if "dead:" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].exc_info is None
+
+
+def test_a_reply_slack_refused_once_is_explained_in_the_thread(slack_api, parts) -> None:
+    slack_api.fail_with(POST, "invalid_blocks", times=1)
+
+    job, pipeline, _ = run_one(slack_api, parts)
+
+    assert pipeline.runs == 1
+    [told] = bot_replies(slack_api, job)
+    assert "invalid_blocks" in told["text"] and tagged(told) == job.job_id
+    assert len(slack_api.calls_for(POST)) == 2
 
 
 def test_slack_down_past_the_window_puts_the_job_back_on_the_queue(slack_api, parts) -> None:
