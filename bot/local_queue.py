@@ -1,8 +1,8 @@
-"""The single-process job queue and ledger, used when no Redis URL is set.
+"""The single-process job queue, used when no Redis URL is set.
 
-Same contracts (:class:`bot.jobs.JobQueue`, :class:`bot.jobs.JobLedger`) and the same
-semantics as the Redis versions in :mod:`bot.queue`, kept in memory: nothing survives a
-restart. Only the standard library is imported.
+Same contract (:class:`bot.jobs.JobQueue`) and the same semantics as the Redis version in
+:mod:`bot.queue`, kept in memory: nothing survives a restart. Only the standard library
+is imported.
 """
 
 from __future__ import annotations
@@ -13,20 +13,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
 
 from bot.jobs import (
-    LEDGER_TTL_S,
     DeadLetter,
     Delivery,
     Job,
-    JobRecord,
-    JobState,
     QueueStats,
     QueueUnavailableError,
     check_queue_limits,
     job_to_json,
-    record_from_fields,
 )
 from rag_core.errors import ConfigError
 
@@ -176,59 +171,3 @@ class InMemoryJobQueue:
         self._dead.append(
             DeadLetter(message_id, job_to_json(entry.job), error, entry.attempts, time.time())
         )
-
-
-class InMemoryJobLedger:
-    """The single-process ledger: a dict guarded by a lock, entries expiring after ``ttl_s``."""
-
-    def __init__(self, *, ttl_s: float = LEDGER_TTL_S) -> None:
-        self._ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._records: dict[str, tuple[float, dict[str, Any]]] = {}
-
-    def _write(self, job_id: str, values: dict[str, Any], *, bump_fence: bool = False) -> int:
-        now = time.monotonic()
-        with self._lock:
-            self._records = {k: v for k, v in self._records.items() if v[0] > now}
-            _, record = self._records.get(job_id, (0.0, {}))
-            fence = int(record.get("fence", 0)) + (1 if bump_fence else 0)
-            self._records[job_id] = (now + self._ttl_s, {**record, **values, "fence": fence})
-        return fence
-
-    def _read(self, job_id: str, name: str) -> Any:
-        with self._lock:
-            expires, record = self._records.get(job_id, (0.0, {}))
-        return record.get(name) if expires > time.monotonic() else None
-
-    def mark_queued(self, job_id: str) -> None:
-        self._write(job_id, {"state": JobState.QUEUED})
-
-    def mark_running(self, job_id: str, consumer: str) -> int:
-        values = {"state": JobState.RUNNING, "consumer": consumer}
-        return self._write(job_id, values, bump_fence=True)
-
-    def mark_done(self, job_id: str) -> None:
-        self._write(job_id, {"state": JobState.DONE})
-
-    def mark_failed(self, job_id: str, error: str) -> None:
-        self._write(job_id, {"state": JobState.FAILED, "error": error})
-
-    def mark_posting(self, job_id: str) -> None:
-        self._write(job_id, {"posting": "1"})
-
-    def record_posted(self, job_id: str, message_ts: str) -> None:
-        self._write(job_id, {"posted_ts": message_ts})
-
-    def posted_ts(self, job_id: str) -> str | None:
-        return self._read(job_id, "posted_ts")
-
-    def state(self, job_id: str) -> JobState | None:
-        return self._read(job_id, "state")
-
-    def fence(self, job_id: str) -> int:
-        return int(self._read(job_id, "fence") or 0)
-
-    def record(self, job_id: str) -> JobRecord:
-        with self._lock:
-            expires, values = self._records.get(job_id, (0.0, {}))
-        return record_from_fields(values if expires > time.monotonic() else {})

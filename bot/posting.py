@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.jobs import AskJob, JobLedger, NoticeJob
+from bot.jobs import AskJob, NoticeJob
+from bot.ledger import JobLedger
 from bot.slack_retry import SlackRetry
 
 log = logging.getLogger(__name__)

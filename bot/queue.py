@@ -31,13 +31,10 @@ from bot.jobs import (
     DeadLetter,
     Delivery,
     Job,
-    JobLedger,
     JobQueue,
-    JobRecord,
     PendingJob,
     QueueStats,
     QueueUnavailableError,
-    RedisJobLedger,
     RetryJob,
     check_queue_limits,
     decode_text,
@@ -45,7 +42,8 @@ from bot.jobs import (
     job_to_json,
     redis_unavailable_as,
 )
-from bot.local_queue import InMemoryJobLedger, InMemoryJobQueue
+from bot.ledger import InMemoryJobLedger, JobLedger, JobRecord, RedisJobLedger
+from bot.local_queue import InMemoryJobQueue
 from rag_core.errors import ConfigError
 
 __all__ = [

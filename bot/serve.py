@@ -25,7 +25,7 @@ from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
 from bot.health import Health, milvus_check, redis_check
 from bot.http_front import HttpFront, wait_for_termination
-from bot.jobs import JobLedger
+from bot.ledger import JobLedger
 from bot.metrics_server import start_exporter
 from bot.queue import InMemoryJobLedger, InMemoryJobQueue, RedisJobLedger, RedisJobQueue
 from bot.ratelimit import RateLimiter
