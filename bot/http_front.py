@@ -177,13 +177,14 @@ def build_asgi_app(
         try:
             body = await read_body(request, limit=MAX_BODY_BYTES, timeout_s=body_timeout_s)
             bolt_request = to_bolt_request(request, body)
-            return to_starlette_response(await run_in_threadpool(app.dispatch, bolt_request))
         except RequestRefused as refused:
             return refused.response()
         except UnicodeDecodeError:
             return RequestRefused(400, "body_not_utf8").response()
-        finally:
-            metrics.ack_seconds.observe(time.perf_counter() - started)
+        response = await run_in_threadpool(app.dispatch, bolt_request)
+        # Slack's clock: from the request's arrival to Bolt's answer (refusals excluded).
+        metrics.ack_seconds.observe(time.perf_counter() - started)
+        return to_starlette_response(response)
 
     async def healthz(request: Request) -> Response:
         ok, body = await run_in_threadpool(health.live)
