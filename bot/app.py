@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -77,17 +77,22 @@ def build_app(
     *,
     client: WebClient,
     intake: Intake,
+    listener_executor: Executor,
 ) -> App:
     """The Bolt app; ``auth.test`` runs once here to learn the bot's own user id.
 
     Events are acknowledged before their listener runs (``process_before_response`` off);
     question listeners only hand the event to :data:`~bot.intake.INTAKE_THREADS` intake
     threads, so Bolt's :data:`LISTENER_THREADS` stay free for slash commands and button
-    clicks, which are acknowledged from inside their listener. Whoever passes ``intake``
-    shuts it down (:meth:`~bot.intake.Intake.shutdown`) when the app stops taking events.
+    clicks, which are acknowledged from inside their listener.
+
+    Listeners run on ``listener_executor`` (see :func:`build_listener_executor`). Whoever
+    passes it and ``intake`` owns both: once the app stops taking events, shut the
+    executor down first (waiting, so acknowledged events reach intake), then the intake
+    (:meth:`~bot.intake.Intake.shutdown`).
     """
     try:
-        app = _bolt_app(settings, client)
+        app = _bolt_app(settings, client, listener_executor)
     except BoltError as error:  # auth.test refused the token
         raise ConfigError(f"Slack refused SLACK_BOT_TOKEN: {error}") from error
     meter_listener_clients(app, services.metrics)
@@ -106,14 +111,17 @@ def build_intake(settings: BotSettings, services: BotServices) -> Intake:
     return Intake(services, build_intake_client(settings, services.metrics), threads=INTAKE_THREADS)
 
 
-def _bolt_app(settings: BotSettings, client: WebClient) -> App:
+def build_listener_executor() -> ThreadPoolExecutor:
+    """The :data:`LISTENER_THREADS` threads Bolt runs listeners on after the ack."""
+    return ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener")
+
+
+def _bolt_app(settings: BotSettings, client: WebClient, listener_executor: Executor) -> App:
     return App(
         client=client,
         signing_secret=settings.slack_signing_secret,  # "" (not None): Bolt reads no env
         request_verification_enabled=bool(settings.slack_signing_secret),
         process_before_response=False,
-        listener_executor=ThreadPoolExecutor(
-            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
-        ),
+        listener_executor=listener_executor,
         logger=logging.getLogger("bot.bolt"),
     )

@@ -52,9 +52,9 @@ class BoundedThreadPool:
         return True
 
     @property
-    def backlog(self) -> int:
-        """Tasks waiting for a thread (not counting the running ones)."""
-        return self._tasks.qsize()
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` was called: no task is taken any more."""
+        return self._closed
 
     def shutdown(self, timeout_s: float = 30.0) -> bool:
         """Finish the queued tasks, then stop the threads; ``False`` when some were still

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
 
 from bot.jobs_cli import add_jobs_command
 from bot.log_format import configure_log_output
@@ -65,15 +66,35 @@ def load_settings_and_logging() -> BotSettings:
     """The settings of this run; then the log format they ask for, and redaction of the
     secrets they hold (the engine's CLI has already set up logging as text)."""
     settings = load_bot_settings()
-    secrets = (
+    configure_log_output(settings.log_format, secrets=configured_secrets(settings))
+    return settings
+
+
+def configured_secrets(settings: BotSettings) -> tuple[str, ...]:
+    """Every configured value a log line must not show: tokens, keys, the signing secret,
+    the Milvus token (and its password part), and the credentials inside the Redis URL and
+    the Milvus URI."""
+    token_password = settings.milvus_token.partition(":")[2]  # a token may be "user:password"
+    return (
         settings.slack_bot_token,
         settings.slack_app_token,
         settings.slack_signing_secret,
         settings.openai_api_key,
         settings.milvus_token,
+        token_password,
+        *url_credentials(settings.redis_url),
+        *url_credentials(settings.milvus_uri),
     )
-    configure_log_output(settings.log_format, secrets=secrets)
-    return settings
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """The ``user:password`` part of ``url`` and its password, as written and decoded;
+    none for a URL without one (or a file path)."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if not at:
+        return ()
+    password = userinfo.partition(":")[2]
+    return tuple({userinfo, unquote(userinfo), password, unquote(password)} - {""})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,10 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from rag_core.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from rag_core.store import MilvusStore
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 1.0  # a probe answers within this even when a dependency hangs
+CHECK_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +45,29 @@ class _Check:
 class Health:
     """Named checks plus a ready flag; thread-safe.
 
-    Checks run in parallel on a few threads of their own, and one that has not answered
-    within ``check_timeout_s`` reports failure: a probe never waits on a hung Redis.
+    Liveness checks run inline on the probe's thread: they read in-process state only,
+    so a slow dependency can never fail ``/healthz``. Readiness checks (Redis, Milvus)
+    run on a few threads of their own, and one that has not answered within
+    ``check_timeout_s`` reports failure: a probe never waits on a hung Redis. A check
+    whose previous run is still going is not started again; it reports "still running".
+    Details are short fixed texts; a check's exception is logged, not shown.
     """
 
     def __init__(self, *, check_timeout_s: float | None = None) -> None:
         self._lock = threading.Lock()
         self._checks: dict[str, _Check] = {}
+        self._running: dict[str, Future[CheckResult]] = {}
         self._ready = False
         self._state = "starting"
         self._timeout_s = CHECK_TIMEOUT_S if check_timeout_s is None else check_timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health-check")
+        self._pool = ThreadPoolExecutor(
+            max_workers=CHECK_THREADS, thread_name_prefix="health-check"
+        )
 
     def add_check(
         self, name: str, check: Callable[[], CheckResult], *, liveness: bool = False
     ) -> None:
+        """Register ``check``; ``liveness=True`` only for a check that touches no network."""
         with self._lock:
             self._checks[name] = _Check(check, liveness)
 
@@ -68,38 +79,64 @@ class Health:
         with self._lock:
             self._ready, self._state = False, "draining"
 
+    def close(self) -> None:
+        """Stop the check threads without waiting for a hung check; later readiness
+        probes report the checks as stopped."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def live(self) -> tuple[bool, dict[str, object]]:
-        results = self._results(only_liveness=True)
+        results = self._liveness_results()
         ok = all(result.ok for result in results.values())
         return ok, {"ok": ok, "checks": _as_json(results)}
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        results = self._results(only_liveness=False)
+        live = self._liveness_results()
+        results = {**live, **self._readiness_results()}
         with self._lock:
             ready, state = self._ready, self._state
-        live = all(r.ok for n, r in results.items() if self._checks[n].liveness)
-        ok = ready and live
+        ok = ready and all(result.ok for result in live.values())
         return ok, {"ready": ok, "state": state, "checks": _as_json(results)}
 
-    def _results(self, *, only_liveness: bool) -> dict[str, CheckResult]:
+    def _liveness_results(self) -> dict[str, CheckResult]:
         with self._lock:
-            checks = dict(self._checks)
-        running = {
-            name: self._pool.submit(check.run)
-            for name, check in checks.items()
-            if check.liveness or not only_liveness
-        }
+            checks = {name: c for name, c in self._checks.items() if c.liveness}
+        return {name: _run(name, check.run) for name, check in checks.items()}
+
+    def _readiness_results(self) -> dict[str, CheckResult]:
+        results: dict[str, CheckResult] = {}
+        started: dict[str, Future[CheckResult]] = {}
+        with self._lock:
+            for name, check in self._checks.items():
+                if check.liveness:
+                    continue
+                previous = self._running.get(name)
+                if previous is not None and not previous.done():
+                    results[name] = CheckResult(False, "still running")
+                    continue
+                try:
+                    future = self._pool.submit(_run, name, check.run)
+                except RuntimeError:  # closed: the process is stopping
+                    results[name] = CheckResult(False, "stopped")
+                    continue
+                self._running[name] = started[name] = future
         deadline = time.monotonic() + self._timeout_s
-        results = {}
-        for name, future in running.items():
+        for name, future in started.items():
             try:
                 results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 results[name] = CheckResult(False, f"no answer within {self._timeout_s:g} s")
-            except Exception as error:  # a broken check reports, never crashes the probe
-                log.warning("health check %s failed: %r", name, error)
-                results[name] = CheckResult(False, repr(error))
+            except CancelledError:
+                results[name] = CheckResult(False, "stopped")
         return results
+
+
+def _run(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    """``check()``; a broken check is logged and reports failure, never crashes the probe."""
+    try:
+        return check()
+    except Exception as error:
+        log.warning("health check %s failed: %r", name, error)
+        return CheckResult(False, "failed")
 
 
 def _as_json(results: dict[str, CheckResult]) -> dict[str, object]:
@@ -123,16 +160,17 @@ def redis_check(queue: Pingable) -> Callable[[], CheckResult]:
 
 
 def milvus_check(store: MilvusStore) -> Callable[[], CheckResult]:
-    """Milvus as the search sees it: the published index version and its size."""
-    from rag_core.errors import StoreUnavailableError
+    """Milvus as the search sees it: the published index version and its size. Why it
+    is unreachable is logged, not shown (Milvus' address may carry credentials)."""
 
     def check() -> CheckResult:
         try:
             info = store.index_info()
         except StoreUnavailableError as error:
-            return CheckResult(False, str(error))
+            log.warning("health check milvus: %s", error)
+            return CheckResult(False, "unreachable")
         if info is None:
             return CheckResult(True, "reachable; nothing indexed yet")
-        return CheckResult(True, f"{info.version}: {info.chunk_count} chunks")
+        return CheckResult(True, f"index {info.version} with {info.chunk_count} chunks")
 
     return check

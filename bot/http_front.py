@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -45,6 +43,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot.health import Health
+from bot.lifecycle import wait_for_termination
 from bot.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
@@ -290,18 +289,3 @@ class HttpFront:
         self.health.set_draining()
         log.info("draining: finishing in-flight requests")
         self.stop()
-
-
-def wait_for_termination(*, alive: Callable[[], bool] | None = None) -> None:
-    """Block until SIGTERM or SIGINT (or until ``alive()`` turns false), then put the
-    previous signal handlers back. Main thread only."""
-    received = threading.Event()
-    handled = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.signal(sig, lambda *_: received.set()) for sig in handled}
-    try:
-        while not received.wait(0.5):
-            if alive is not None and not alive():
-                return
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

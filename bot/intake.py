@@ -29,7 +29,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.bounded_pool import BoundedThreadPool
 from bot.jobs import AskJob, NoticeJob, QueueUnavailableError, job_kind, new_job_id
+from bot.posting import WORKING_REACTION
 from bot.services import BotServices
+from bot.slack_retry import slack_error_code
 from bot.text import question_from_text
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,6 @@ FILES_ONLY_TEXT = (
 )
 QUEUE_DOWN_TEXT = "The question queue is unavailable right now; please try again in a minute."
 BUSY_TEXT = "I'm getting more questions than I can take in right now; please ask again shortly."
-WORKING_REACTION = "eyes"
 INTAKE_THREADS = 8
 """Threads accepting questions: few, so a burst of events leaves the GIL to the HTTP
 threads acknowledging the next ones (Slack wants every ack within 3 s)."""
@@ -109,8 +110,8 @@ class Intake:
     reply): it must not retry on 429 (see :func:`bot.app.build_intake_client`).
     When ``backlog`` events already wait, a new one is not queued: a separate thread
     tells its asker :data:`BUSY_TEXT` (and counts ``intake_refused{reason="overloaded"}``);
-    if even that backlog is full, the event is logged at error level with its channel,
-    message and user.
+    if even that backlog is full, or after :meth:`shutdown`, the event is logged at
+    error level with its channel, message and user (``reason="shut_down"`` once shut).
     """
 
     def __init__(
@@ -126,15 +127,25 @@ class Intake:
         self._pool = BoundedThreadPool(threads=threads, backlog=backlog, name="slack-intake")
         self._overflow = BoundedThreadPool(threads=1, backlog=backlog, name="slack-intake-busy")
 
-    def submit(self, describe: Callable[[], IncomingQuestion | None], *, bot_user_id: str) -> None:
+    def submit(
+        self,
+        describe: Callable[[], IncomingQuestion | None],
+        *,
+        bot_user_id: str,
+        event: dict[str, Any],
+    ) -> None:
         """Accept the question ``describe()`` finds (``None``: not a question) in the
-        background. Never blocks: listeners call it on Bolt's threads."""
+        background. Never blocks: listeners call it on Bolt's threads. ``event`` (the
+        Slack event) names the message in the log when it cannot be handled at all."""
 
         def accept() -> None:
             if (incoming := describe()) is not None:
                 self.accept(incoming, bot_user_id=bot_user_id)
 
         if self._pool.try_submit(accept):
+            return
+        if self._pool.closed:
+            self._drop(event, "intake is shut down", reason="shut_down")
             return
 
         def refuse() -> None:
@@ -144,11 +155,25 @@ class Intake:
                 self._post(incoming, BUSY_TEXT)
 
         if not self._overflow.try_submit(refuse):
-            log.error("intake overloaded: an event was acknowledged but not handled")
-            self._services.metrics.intake_refused.labels(reason="overloaded").inc()
+            self._drop(event, "intake overloaded", reason="overloaded")
+
+    def _drop(self, event: dict[str, Any], why: str, *, reason: str) -> None:
+        """An acknowledged event nobody will handle: logged with its channel, message and
+        user (they are not told), and counted."""
+        channel, ts, user = event.get("channel", ""), event.get("ts", ""), event.get("user", "")
+        log.error(
+            "%s: message %s in %s from %s was acknowledged but not handled",
+            why,
+            ts,
+            channel,
+            user,
+            extra={"channel": channel},
+        )
+        self._services.metrics.intake_refused.labels(reason=reason).inc()
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        """Block until every event handed over so far is handled; ``False`` on timeout."""
+        """Block until every event handed over so far is handled; ``False`` on timeout.
+        Tests wait on it between sending events and reading the queue."""
         started = time.monotonic()
         done = self._pool.wait_idle(timeout_s)
         left = max(0.0, timeout_s - (time.monotonic() - started))
@@ -289,5 +314,5 @@ def _notice(incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -
 def _why(error: Exception) -> str:
     """Slack's error code, or the exception for network failures."""
     if isinstance(error, SlackApiError):
-        return str(error.response.get("error"))
+        return slack_error_code(error)
     return f"{type(error).__name__}: {error}"

@@ -8,7 +8,6 @@ never torch or the RAG engine.
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,8 +19,6 @@ from typing import Protocol
 import redis
 
 from rag_core.errors import ConfigError, RagbotError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "ragbot:"
 LEDGER_TTL_S = 86_400
@@ -225,9 +222,11 @@ class JobQueue(Protocol):
         attempts and went to the dead-letter stream instead (tell the user)."""
         ...
 
-    def release(self, delivery: Delivery) -> None:
+    def release(self, delivery: Delivery) -> bool:
         """Put the job back untouched because its worker is stopping: it runs again at
-        once elsewhere, and this delivery does not count as one of its attempts."""
+        once elsewhere, and this delivery does not count as one of its attempts.
+        ``False`` when this consumer no longer owned it (finished, or claimed elsewhere),
+        so nothing was put back."""
         ...
 
     def fail(self, delivery: Delivery, error: str) -> None:

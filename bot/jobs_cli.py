@@ -21,6 +21,7 @@ import redis
 
 from bot.jobs import DeadLetter, PendingJob, QueueUnavailableError
 from bot.queue import RedisJobQueue
+from bot.runtime import connect_redis
 from bot.settings import BotSettings
 from rag_core.errors import ConfigError, InputError
 from rag_core.settings import Settings
@@ -112,10 +113,10 @@ def _queue(settings: Settings) -> Iterator[RedisJobQueue]:
     if not isinstance(settings, BotSettings) or not settings.redis_url:
         raise ConfigError("RAGBOT_REDIS_URL is not set: `ragbot jobs` reads the Redis queue.")
     try:
-        client = redis.Redis.from_url(
+        client = connect_redis(
             settings.redis_url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout_s=SOCKET_TIMEOUT_S,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
         )
     except ValueError as error:
         raise ConfigError(f"RAGBOT_REDIS_URL is not a Redis URL: {error}") from error

@@ -18,6 +18,7 @@ from bot.jobs import DEFAULT_PREFIX, LEDGER_TTL_S, JobState, decode_text, redis_
 from rag_core.errors import ConfigError
 
 LEDGER_KEY = "job:"  # under the prefix: one hash per job id
+PURGE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,9 @@ class JobLedger(Protocol):
     """What happened to each job, kept a day, so a retried job never posts its answer twice.
 
     The worker takes a fence token with :meth:`mark_running`, checks it is still current
-    before posting, and edits the message of :meth:`posted_ts` instead of posting again.
+    before posting, and edits the message whose ts :meth:`record` holds instead of
+    posting again.
     """
-
-    def mark_queued(self, job_id: str) -> None: ...
 
     def mark_running(self, job_id: str, consumer: str) -> int:
         """Record ``consumer`` as running the job; returns its new fence token."""
@@ -57,10 +57,6 @@ class JobLedger(Protocol):
         ...
 
     def record_posted(self, job_id: str, message_ts: str) -> None: ...
-
-    def posted_ts(self, job_id: str) -> str | None: ...
-
-    def state(self, job_id: str) -> JobState | None: ...
 
     def fence(self, job_id: str) -> int:
         """The latest fence token handed out by :meth:`mark_running` (0: none)."""
@@ -110,9 +106,6 @@ class RedisJobLedger:
             replies = pipe.execute()
         return int(replies[0]) if bump_fence else 0
 
-    def mark_queued(self, job_id: str) -> None:
-        self._write(job_id, {"state": JobState.QUEUED.value})
-
     def mark_running(self, job_id: str, consumer: str) -> int:
         values = {"state": JobState.RUNNING.value, "consumer": consumer}
         return self._write(job_id, values, bump_fence=True)
@@ -129,15 +122,6 @@ class RedisJobLedger:
     def record_posted(self, job_id: str, message_ts: str) -> None:
         self._write(job_id, {"posted_ts": message_ts})
 
-    def posted_ts(self, job_id: str) -> str | None:
-        with redis_unavailable_as("read the job state"):
-            return decode_text(self._redis.hget(self._key(job_id), "posted_ts"))
-
-    def state(self, job_id: str) -> JobState | None:
-        with redis_unavailable_as("read the job state"):
-            value = decode_text(self._redis.hget(self._key(job_id), "state"))
-        return JobState(value) if value else None
-
     def fence(self, job_id: str) -> int:
         with redis_unavailable_as("read the job state"):
             return int(self._redis.hget(self._key(job_id), "fence") or 0)
@@ -148,18 +132,30 @@ class RedisJobLedger:
 
 
 class InMemoryJobLedger:
-    """The single-process ledger: a dict guarded by a lock, entries expiring after ``ttl_s``."""
+    """The single-process ledger: a dict guarded by a lock, entries expiring after ``ttl_s``.
 
-    def __init__(self, *, ttl_s: float = LEDGER_TTL_S) -> None:
+    Expired entries read as absent at once; they are dropped from memory once every
+    ``purge_every_s`` seconds, on a write, so a write costs O(1) otherwise.
+    """
+
+    def __init__(
+        self, *, ttl_s: float = LEDGER_TTL_S, purge_every_s: float = PURGE_EVERY_S
+    ) -> None:
         self._ttl_s = ttl_s
+        self._purge_every_s = purge_every_s
         self._lock = threading.Lock()
         self._records: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._next_purge = time.monotonic() + purge_every_s
 
     def _write(self, job_id: str, values: dict[str, Any], *, bump_fence: bool = False) -> int:
         now = time.monotonic()
         with self._lock:
-            self._records = {k: v for k, v in self._records.items() if v[0] > now}
-            _, record = self._records.get(job_id, (0.0, {}))
+            if now >= self._next_purge:
+                self._records = {k: v for k, v in self._records.items() if v[0] > now}
+                self._next_purge = now + self._purge_every_s
+            expires, record = self._records.get(job_id, (0.0, {}))
+            if expires <= now:
+                record = {}
             fence = int(record.get("fence", 0)) + (1 if bump_fence else 0)
             self._records[job_id] = (now + self._ttl_s, {**record, **values, "fence": fence})
         return fence
@@ -168,9 +164,6 @@ class InMemoryJobLedger:
         with self._lock:
             expires, record = self._records.get(job_id, (0.0, {}))
         return record.get(name) if expires > time.monotonic() else None
-
-    def mark_queued(self, job_id: str) -> None:
-        self._write(job_id, {"state": JobState.QUEUED})
 
     def mark_running(self, job_id: str, consumer: str) -> int:
         values = {"state": JobState.RUNNING, "consumer": consumer}
@@ -187,12 +180,6 @@ class InMemoryJobLedger:
 
     def record_posted(self, job_id: str, message_ts: str) -> None:
         self._write(job_id, {"posted_ts": message_ts})
-
-    def posted_ts(self, job_id: str) -> str | None:
-        return self._read(job_id, "posted_ts")
-
-    def state(self, job_id: str) -> JobState | None:
-        return self._read(job_id, "state")
 
     def fence(self, job_id: str) -> int:
         return int(self._read(job_id, "fence") or 0)

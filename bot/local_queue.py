@@ -33,6 +33,7 @@ class _Entry:
     consumer: str | None = None
     delivered_at: float = 0.0  # time.monotonic() seconds
     last_error: str = ""
+    retry_at: float | None = None  # time.monotonic() seconds; set while a retry waits
 
 
 class InMemoryJobQueue:
@@ -64,12 +65,20 @@ class InMemoryJobQueue:
         self._waiting.put(message_id)
         return message_id
 
-    def take(self, consumer: str, *, block_ms: int) -> Delivery | None:
+    def take(self, consumer: str, *, block_ms: int, ignore_delays: bool = False) -> Delivery | None:
+        """See :meth:`bot.jobs.JobQueue.take`. ``ignore_delays`` also hands over a job
+        still waiting out its retry delay: the last chance before the process exits and
+        the queue with it."""
         if not consumer:
             raise ConfigError("A worker needs a consumer name to take jobs.")
         claimed = self.claim_stale(consumer, count=1)
         if claimed:
             return claimed[0]
+        if ignore_delays:
+            with self._lock:
+                for message_id, entry in self._entries.items():
+                    if entry.retry_at is not None:
+                        return self._deliver(message_id, entry, consumer)
         try:
             if block_ms > 0:
                 message_id = self._waiting.get(timeout=block_ms / 1000)
@@ -95,16 +104,20 @@ class InMemoryJobQueue:
                 return False
             entry.last_error = error
             if entry.consumer == delivery.consumer:
+                now = time.monotonic()
                 idle_s = max(0, self.stale_after_ms - max(0, delay_ms)) / 1000
-                entry.delivered_at = time.monotonic() - idle_s
+                entry.delivered_at = now - idle_s
+                entry.retry_at = now + max(0, delay_ms) / 1000
         return True
 
-    def release(self, delivery: Delivery) -> None:
+    def release(self, delivery: Delivery) -> bool:
         with self._lock:
             entry = self._entries.get(delivery.message_id)
-            if entry is not None and entry.consumer == delivery.consumer:
-                entry.attempts = max(0, entry.attempts - 1)
-                entry.delivered_at = time.monotonic() - self.stale_after_ms / 1000
+            if entry is None or entry.consumer != delivery.consumer:
+                return False
+            entry.attempts = max(0, delivery.attempts - 1)
+            entry.delivered_at = time.monotonic() - self.stale_after_ms / 1000
+            return True
 
     def fail(self, delivery: Delivery, error: str) -> None:
         with self._lock:
@@ -136,6 +149,12 @@ class InMemoryJobQueue:
         with self._lock:
             return len(self._entries)
 
+    def job_ids(self) -> list[str]:
+        """The ids of the jobs not yet finished (waiting, running or waiting to retry),
+        oldest first: what is lost if the process exits now."""
+        with self._lock:
+            return [entry.job.job_id for entry in self._entries.values()]
+
     def dead_letters(self, count: int = 20) -> list[DeadLetter]:
         with self._lock:
             return list(reversed(self._dead))[:count]
@@ -156,6 +175,7 @@ class InMemoryJobQueue:
         entry.attempts += 1
         entry.consumer = consumer
         entry.delivered_at = time.monotonic()
+        entry.retry_at = None
         delivery = Delivery(
             entry.job, message_id, entry.attempts, consumer, last_error=entry.last_error
         )

@@ -28,10 +28,6 @@ SECRET_PATTERNS = (
     re.compile(r"\b(xapp-)[A-Za-z0-9-]+"),
     re.compile(r"\b(sk-)[A-Za-z0-9_-]{12,}"),
 )
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-}
 
 
 class SecretRedactor(logging.Filter):
@@ -46,6 +42,9 @@ class SecretRedactor(logging.Filter):
         super().__init__()
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
         self._exact = re.compile("|".join(map(re.escape, values))) if values else None
+        # A record's own attributes; any other string attribute is an ``extra`` field.
+        blank = logging.LogRecord("", 0, "", 0, "", None, None)
+        self._record_attrs = frozenset(vars(blank)) | {"message", "asctime"}
 
     def redact(self, text: str) -> str:
         if self._exact is not None:
@@ -61,7 +60,7 @@ class SecretRedactor(logging.Filter):
             return True
         record.msg, record.args = self.redact(message), None
         for name, value in list(vars(record).items()):
-            if name not in _RECORD_ATTRS and isinstance(value, str):
+            if name not in self._record_attrs and isinstance(value, str):
                 setattr(record, name, self.redact(value))
         if record.exc_info and record.exc_info[0] is not None:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")

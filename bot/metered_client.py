@@ -15,9 +15,9 @@ from typing import Any
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web import SlackResponse
 
 from bot.metrics import BotMetrics
+from bot.slack_retry import slack_error_code
 
 NETWORK_ERROR = "network_error"
 
@@ -33,7 +33,7 @@ class MeteredWebClient(WebClient):
         try:
             return super().api_call(api_method, **kwargs)
         except SlackApiError as error:
-            self._count(api_method, slack_error_code(error.response))
+            self._count(api_method, slack_error_code(error))
             raise
         except OSError:  # URLError, timeouts, connection resets
             self._count(api_method, NETWORK_ERROR)
@@ -41,15 +41,6 @@ class MeteredWebClient(WebClient):
 
     def _count(self, method: str, error: str) -> None:
         self.metrics.slack_api_errors.labels(method=method, error=error).inc()
-
-
-def slack_error_code(response: SlackResponse | Any) -> str:
-    """Slack's ``error`` field, else ``http_{status}``."""
-    data = getattr(response, "data", None)
-    code = data.get("error") if isinstance(data, dict) else None
-    if code:
-        return str(code)
-    return f"http_{getattr(response, 'status_code', 0)}"
 
 
 def meter_listener_clients(app: App, metrics: BotMetrics) -> None:

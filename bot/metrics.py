@@ -57,7 +57,8 @@ class BotMetrics:
         )
         self.intake_refused = Counter(
             "ragbot_intake_refused",
-            "Questions not queued, by reason (empty, too_long, files_only, queue_down)",
+            "Questions not queued, by reason "
+            "(empty, too_long, files_only, queue_down, overloaded, shut_down)",
             ["reason"],
             registry=r,
         )

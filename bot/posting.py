@@ -22,11 +22,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.jobs import AskJob, NoticeJob
 from bot.ledger import JobLedger
-from bot.slack_retry import SlackRetry
+from bot.slack_retry import SlackRetry, slack_error_code
 
 log = logging.getLogger(__name__)
 
 ANSWER_EVENT_TYPE = "ragbot_answer"
+WORKING_REACTION = "eyes"  # on a question from its intake until its answer is posted
 MESSAGE_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 REPLIES_PAGE = 200
 REPLIES_MAX_PAGES = 5
@@ -132,7 +133,7 @@ class ThreadPoster:
                     self.client.chat_update(channel=channel, ts=ts, **content)
                     return ts
                 except SlackApiError as error:
-                    if error.response.get("error") not in MESSAGE_GONE_ERRORS:
+                    if slack_error_code(error) not in MESSAGE_GONE_ERRORS:
                         raise
                     log.warning("message %s of job %s is gone; posting anew", ts, job_id)
                     ts = None
@@ -216,7 +217,7 @@ class ThreadPoster:
             log.warning("could not tell %s directly either: %r", job.user, failure)
         return False
 
-    def unreact(self, channel: str, ts: str, name: str = "eyes") -> None:
+    def unreact(self, channel: str, ts: str, name: str = WORKING_REACTION) -> None:
         """Remove the working indicator from the question; one try, failures ignored."""
         try:
             self.client.reactions_remove(channel=channel, timestamp=ts, name=name)

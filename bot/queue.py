@@ -182,11 +182,11 @@ class RedisJobQueue:
             self._reclaim_if_owned(delivery, idle_ms)
         return True
 
-    def release(self, delivery: Delivery) -> None:
+    def release(self, delivery: Delivery) -> bool:
         with redis_unavailable_as("put the job back"):
             # Idle for stale_after_ms already, and delivered once less: the next take
             # anywhere claims it, counting this delivery again.
-            self._reclaim_if_owned(
+            return self._reclaim_if_owned(
                 delivery, self.stale_after_ms, deliveries=max(0, delivery.attempts - 1)
             )
 
@@ -259,16 +259,24 @@ class RedisJobQueue:
         claimed = self._claim(consumer, self.stale_after_ms, 1)
         if claimed:
             return claimed[0]
-        reply = self._redis.xreadgroup(
-            self._group,
-            consumer,
-            {self.stream_key: ">"},
-            count=1,
-            block=block_ms if block_ms > 0 else None,
-        )
-        for message_id, fields in _stream_entries(reply):
-            return self._deliver(decode_text(message_id) or "", fields, consumer, 1)
-        return None
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            wait_ms = max(1, round((deadline - time.monotonic()) * 1000)) if block_ms > 0 else 0
+            reply = self._redis.xreadgroup(
+                self._group,
+                consumer,
+                {self.stream_key: ">"},
+                count=1,
+                block=wait_ms or None,
+            )
+            entries = _stream_entries(reply)
+            if not entries:
+                return None
+            message_id, fields = entries[0]
+            delivery = self._deliver(decode_text(message_id) or "", fields, consumer, 1)
+            if delivery is not None:
+                return delivery
+            # An unreadable payload was dead-lettered: on to the next entry.
 
     def _claim(self, consumer: str, min_idle_ms: int, count: int) -> list[Delivery]:
         deliveries: list[Delivery] = []

@@ -13,7 +13,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.conversation_state import ReindexLock
-from bot.jobs import ReindexJob
+from bot.jobs import LeaseLost, ReindexJob
+from bot.slack_retry import slack_error_code
 from rag_core.errors import RagbotError
 from rag_core.ingest.indexer import Indexer, IndexProgress, IndexSummary
 
@@ -24,7 +25,12 @@ PROGRESS_EVERY_S = 2.0  # chat.update is rate limited (about 50 a minute per cha
 
 @dataclass(slots=True)
 class ReindexHandler:
-    """Runs :class:`ReindexJob`; ``heartbeat`` keeps the queue entry and the lock alive."""
+    """Runs :class:`ReindexJob`; ``heartbeat`` keeps the queue entry and the lock alive.
+
+    A heartbeat that raises :class:`~bot.jobs.LeaseLost` (another worker owns the job
+    now) stops the re-index: the error propagates, and the lock, which now belongs to
+    the new owner, is kept.
+    """
 
     indexer: Indexer
     client: WebClient
@@ -32,8 +38,13 @@ class ReindexHandler:
 
     def handle(self, job: ReindexJob, *, heartbeat: Callable[[], None]) -> None:
         reporter = ProgressReporter(self.client, job, heartbeat=heartbeat, lock=self.lock)
+        owner = True
         try:
             summary = self.indexer.index(Path(job.path), recreate=job.recreate, progress=reporter)
+        except LeaseLost as error:
+            owner = False
+            log.warning("re-index %s stopped: %s", job.job_id, error)
+            raise
         except RagbotError as error:
             log.warning("re-index %s failed: %s", job.job_id, error)
             reporter.show(
@@ -52,7 +63,8 @@ class ReindexHandler:
             )
             return
         finally:
-            self.lock.release(job.job_id)
+            if owner:
+                self.lock.release(job.job_id)
         reporter.show(summary_text(summary), blocks.reindex_summary_blocks(summary_fields(summary)))
 
     def give_up(self, job: ReindexJob) -> None:
@@ -131,4 +143,4 @@ class ProgressReporter:
                 blocks=message_blocks,
             )
         except SlackApiError as error:
-            log.warning("progress update failed: %s", error.response.get("error"))
+            log.warning("progress update failed: %s", slack_error_code(error))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.conversation_state import ReindexLock, ThreadRegistry
 from bot.dedup import EventDeduplicator
@@ -22,4 +22,4 @@ class BotServices:
     feedback: FeedbackStore
     threads: ThreadRegistry
     reindex_lock: ReindexLock
-    metrics: BotMetrics = field(default_factory=BotMetrics)
+    metrics: BotMetrics  # the registry this process exports

@@ -22,11 +22,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ MAX_DELAY_S = 30.0
 
 class SlackUnavailable(Exception):
     """Slack kept failing (429, 5xx, network) for the whole retry window: retry the job
-    later through the queue. ``wait_s`` is the delay Slack asked for last, if any."""
+    later through the queue. ``wait_s``: the wait, in seconds, that would have come
+    before the next try (Slack's ``Retry-After`` when it sent one, else the backoff's
+    delay); the job should not run again sooner."""
 
     def __init__(self, method: str, reason: str, *, wait_s: float) -> None:
         super().__init__(f"Slack {method} kept failing: {reason}")
@@ -76,12 +79,27 @@ class Verdict:
     wait_s: float | None = None
 
 
+def slack_error_code(error_or_response: SlackApiError | SlackResponse | Any) -> str:
+    """The ``error`` code of a failed Slack call (from the ``SlackApiError`` or its
+    response), else ``http_{status}`` when the body has none."""
+    response = (
+        error_or_response.response
+        if isinstance(error_or_response, SlackApiError)
+        else error_or_response
+    )
+    data = getattr(response, "data", response)
+    code = data.get("error") if isinstance(data, dict) else None
+    if code:
+        return str(code)
+    return f"http_{getattr(response, 'status_code', None) or 0}"
+
+
 def classify(error: BaseException) -> Verdict | None:
     """The verdict on ``error`` raised by a ``WebClient`` call; ``None`` when it is no
     Slack or network error at all (a bug: let it surface)."""
     if isinstance(error, SlackApiError):
         status = int(getattr(error.response, "status_code", 200) or 200)
-        code = str(error.response.get("error") or f"http_{status}")
+        code = slack_error_code(error)
         if status == 429 or code == "ratelimited":
             return Verdict(True, "ratelimited", _retry_after(error))
         if status >= 500 or code in TRANSIENT_ERRORS:

@@ -25,6 +25,7 @@ from types import TracebackType
 from bot.answering import UNEXPECTED, AskHandler
 from bot.jobs import (
     AskJob,
+    Delivery,
     Job,
     JobState,
     LeaseLost,
@@ -33,9 +34,11 @@ from bot.jobs import (
     ReindexJob,
     RetryJob,
 )
+from bot.ledger import JobLedger
+from bot.local_queue import InMemoryJobQueue
 from bot.metrics import BotMetrics
 from bot.posting import LastWord, ThreadPoster
-from bot.queue import Delivery, JobLedger, JobQueue
+from bot.queue import JobQueue
 from bot.reindexing import ReindexHandler
 from bot.slack_retry import SlackRejected, SlackUnavailable
 
@@ -45,6 +48,7 @@ TAKE_BLOCK_MS = 2000
 REDIS_DOWN_PAUSE_S = 2.0
 MIN_LEASE_INTERVAL_S = 0.1
 MIN_SLACK_REQUEUE_MS = 30_000
+DRAIN_POLL_S = 0.05
 
 
 def default_consumer_name() -> str:
@@ -112,14 +116,6 @@ class DeliveryGuard:
         if self._worker.ledger.fence(job_id) != self.token:
             raise LeaseLost(f"job {job_id} is being run by a newer delivery")
 
-    def owned(self) -> bool:
-        """:meth:`check` as a bool (Redis failures still raise)."""
-        try:
-            self.check()
-        except LeaseLost:
-            return False
-        return True
-
     def wait(self, seconds: float) -> None:
         self._worker.tick()
         self.abandoned.wait(seconds)
@@ -143,10 +139,6 @@ class Worker:
         """The loop is alive (read by the pool's liveness check)."""
         self.last_tick = time.monotonic()
 
-    @property
-    def busy(self) -> bool:
-        return self._current is not None
-
     def run(
         self,
         *,
@@ -157,6 +149,10 @@ class Worker:
         """Process jobs until ``stop`` is set, or the queue is empty with ``burst`` (or
         once ``until_empty`` is set). A job in hand is finished before ``stop`` counts.
 
+        ``until_empty`` empties the whole queue: jobs waiting out a retry delay are taken
+        at once (in-memory queue), and the loop waits while other workers still hold
+        jobs, which may come back.
+
         While Redis fails the loop pauses and tries again; a job it was running stays
         unacknowledged and is answered again later (without a second post).
         """
@@ -164,11 +160,14 @@ class Worker:
         processed = 0
         while not stop.is_set():
             self.tick()
-            emptying = burst or (until_empty is not None and until_empty.is_set())
+            draining = until_empty is not None and until_empty.is_set()
             try:
-                delivery = self.queue.take(self.name, block_ms=0 if emptying else TAKE_BLOCK_MS)
+                delivery = self._take(emptying=burst or draining, draining=draining)
                 if delivery is None:
-                    if emptying:
+                    if draining and self.queue.depth() > 0:
+                        stop.wait(DRAIN_POLL_S)
+                        continue
+                    if burst or draining:
                         break
                     continue
                 self.process(delivery)
@@ -180,19 +179,32 @@ class Worker:
         log.info("worker %s stopped after %d jobs", self.name, processed)
         return processed
 
+    def _take(self, *, emptying: bool, draining: bool) -> Delivery | None:
+        if not emptying:
+            return self.queue.take(self.name, block_ms=TAKE_BLOCK_MS)
+        if draining and isinstance(self.queue, InMemoryJobQueue):
+            return self.queue.take(self.name, block_ms=0, ignore_delays=True)
+        return self.queue.take(self.name, block_ms=0)
+
     def hand_back(self, reason: str) -> bool:
-        """Give the job in hand back to the queue (to run again at once, elsewhere) and
-        forbid this worker to post for it; ``False`` when there was none."""
+        """Give the job in hand back to the queue (to run again at once, elsewhere,
+        spending none of its attempts) and forbid this worker to post for it; ``False``
+        when there was none, or it was finished or claimed elsewhere meanwhile."""
         with self._lock:
             guard = self._current
         if guard is None:
             return False
         guard.abandoned.set()
+        job_id = guard.delivery.job.job_id
         try:
-            self.queue.release(guard.delivery)
+            released = self.queue.release(guard.delivery)
         except QueueUnavailableError as error:
-            log.warning("could not hand job %s back: %s", guard.delivery.job.job_id, error)
-        log.warning("job %s handed back: %s", guard.delivery.job.job_id, reason)
+            log.warning("could not hand job %s back: %s", job_id, error)
+            return True
+        if not released:
+            log.info("job %s was no longer ours to hand back", job_id)
+            return False
+        log.warning("job %s handed back: %s", job_id, reason)
         self._finished("retried")
         return True
 
@@ -200,8 +212,16 @@ class Worker:
         """Run one delivery to its end: acknowledged, put back for a retry, dead-lettered,
         or left alone because another worker owns it now.
 
-        Raises :class:`QueueUnavailableError` when Redis fails; the job then stays pending.
+        Raises :class:`QueueUnavailableError` when Redis fails, at any point: the job is
+        then put back without spending an attempt (or, failing that, stays pending).
         """
+        try:
+            self._process(delivery)
+        except QueueUnavailableError:
+            self._release_quietly(delivery)
+            raise
+
+    def _process(self, delivery: Delivery) -> None:
         job = delivery.job
         record = self.ledger.record(job.job_id)
         if record.state is JobState.DONE:
@@ -219,20 +239,13 @@ class Worker:
         if isinstance(job, AskJob) and delivery.attempts == 1:
             wait_s = max(0.0, time.time() - job.enqueued_at)
             self.metrics.answer_seconds.labels(stage="queue_wait").observe(wait_s)
-        try:
-            token = self.ledger.mark_running(job.job_id, self.name)
-        except QueueUnavailableError:
-            self._release_quietly(delivery)
-            raise
+        token = self.ledger.mark_running(job.job_id, self.name)
         redelivered = delivery.attempts > 1 or record.posting
         guard = DeliveryGuard(self, delivery, token, redelivered=redelivered)
         with self._lock:
             self._current = guard
         try:
             self._run_guarded(delivery, guard)
-        except QueueUnavailableError:
-            self._release_quietly(delivery)
-            raise
         finally:
             with self._lock:
                 self._current = None
@@ -255,9 +268,7 @@ class Worker:
             with JobLease(self.queue, delivery, interval_s=self.queue.stale_after_ms / 3000):
                 self._run(delivery, guard, final_attempt=final_attempt)
         except LeaseLost as error:
-            if not guard.abandoned.is_set():
-                log.warning("%s; leaving it to that worker", error)
-                self._finished("lease_lost")
+            self._lease_lost(guard, error)
             return
         except SlackRejected as error:
             log.error("job %s dead: %s", job.job_id, error, extra={"job_id": job.job_id})
@@ -291,17 +302,18 @@ class Worker:
         elif isinstance(job, ReindexJob):
 
             def heartbeat() -> None:
-                self.tick()
-                self.queue.touch(delivery)
+                # LeaseLost stops the re-index; a Redis blip only skips one check.
+                try:
+                    guard.check()
+                except QueueUnavailableError as error:
+                    log.warning("could not check the lease of re-index %s: %s", job.job_id, error)
 
             self.reindex.handle(job, heartbeat=heartbeat)
 
     def _retry(
         self, delivery: Delivery, guard: DeliveryGuard, error: str, *, delay_ms: int
     ) -> None:
-        if not guard.owned():
-            if not guard.abandoned.is_set():  # a hand-back was counted already
-                self._finished("lease_lost")
+        if not self._still_owned(guard):
             return
         self.ledger.mark_failed(delivery.job.job_id, error)
         if self.queue.retry(delivery, error, delay_ms=delay_ms):
@@ -317,9 +329,7 @@ class Worker:
     ) -> None:
         """Dead-letter the job and tell its asker why; ``refused``: the Slack error code
         that refused the job's own message (the asker is then told another way)."""
-        if not guard.owned():
-            if not guard.abandoned.is_set():  # a hand-back was counted already
-                self._finished("lease_lost")
+        if not self._still_owned(guard):
             return
         job = delivery.job
         if refused and isinstance(job, AskJob | NoticeJob):
@@ -329,6 +339,22 @@ class Worker:
         self.ledger.mark_failed(delivery.job.job_id, error)
         self.queue.fail(delivery, error)
         self._finished("dead")
+
+    def _still_owned(self, guard: DeliveryGuard) -> bool:
+        """``guard.check()`` as a bool, counting a lost lease (Redis failures raise)."""
+        try:
+            guard.check()
+        except LeaseLost as error:
+            self._lease_lost(guard, error)
+            return False
+        return True
+
+    def _lease_lost(self, guard: DeliveryGuard, error: LeaseLost) -> None:
+        """Another delivery owns the job now: leave it alone, counted once."""
+        if guard.abandoned.is_set():  # handed back: the hand-back was counted
+            return
+        log.warning("%s; leaving it to that worker", error)
+        self._finished("lease_lost")
 
     def _finished(self, outcome: str) -> None:
         self.metrics.jobs_finished.labels(outcome=outcome).inc()

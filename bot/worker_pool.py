@@ -8,8 +8,10 @@ ticked for ``stall_after_s``: a process whose workers cannot work should be rest
 
 ``drain(grace_s)`` stops taking new jobs and lets the jobs in hand finish; with
 ``finish_queue`` (the single-process mode, whose in-memory queue dies with it) the
-workers first empty the queue. A job still running when the grace period ends is put
-back on the queue (``queue.retry``, no delay) and its worker may no longer post.
+workers first empty the queue, jobs waiting out a retry delay included. A job still
+running when the grace period ends is put back on the queue (``queue.release``: at
+once, spending none of its attempts) and its worker may no longer post; with
+``finish_queue`` the ids of the jobs still in memory then are logged, as they are lost.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.health import CheckResult, Health
+from bot.local_queue import InMemoryJobQueue
 from bot.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -112,11 +115,22 @@ class WorkerPool:
         if handed_back:
             log.warning("grace period over; jobs of %s handed back", ", ".join(handed_back))
         self._join(time.monotonic() + 1.0)
+        if self._finish_queue:
+            self._log_lost_jobs()
         return not handed_back
 
     def stop(self) -> None:
         """Stop taking jobs at once (the jobs in hand still finish, unwaited)."""
         self._stop.set()
+
+    def _log_lost_jobs(self) -> None:
+        queue = self._slots[0].worker.queue
+        if isinstance(queue, InMemoryJobQueue) and (left := queue.job_ids()):
+            log.error(
+                "grace period over with %d jobs unfinished, lost on exit: %s",
+                len(left),
+                ", ".join(left),
+            )
 
     def _join(self, deadline: float) -> bool:
         for slot in self._slots:

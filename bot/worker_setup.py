@@ -3,22 +3,20 @@ and ``ragbot worker``: a supervised worker that drains on SIGTERM."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import signal
-import threading
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.answering import AskHandler
 from bot.app import build_web_client
+from bot.lifecycle import termination_signals, wait_until_set
 from bot.metrics_server import start_exporter
 from bot.posting import ThreadPoster
 from bot.reindexing import ReindexHandler
-from bot.serve import Runtime, build_runtime
+from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
-from bot.slack_retry import SlackRetry, without_sdk_retries
+from bot.slack_retry import SlackRetry, slack_error_code, without_sdk_retries
 from bot.worker import Worker, default_consumer_name
 from bot.worker_pool import WorkerPool
 from rag_core.cache import AnswerCache, QueryEmbeddingCache
@@ -27,8 +25,6 @@ from rag_core.components import load_models, open_store
 from rag_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-SIGNAL_POLL_S = 1.0
 
 
 def build_worker(
@@ -54,7 +50,7 @@ def build_worker(
         bot_user_id = str(client.auth_test()["user_id"])
     except SlackApiError as error:
         raise ConfigError(
-            f"Slack refused SLACK_BOT_TOKEN (auth.test: {error.response.get('error')})."
+            f"Slack refused SLACK_BOT_TOKEN (auth.test: {slack_error_code(error)})."
         ) from error
     services = runtime.services
     answer_client = without_sdk_retries(client)
@@ -87,16 +83,14 @@ def build_worker(
 
 
 def start_worker_pool(
-    settings: BotSettings, runtime: Runtime, client: WebClient, *, count: int = 1, name: str
+    settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> WorkerPool:
-    """``count`` supervised workers sharing one set of models, started, with the
-    ``workers`` liveness check on ``runtime.health``. Without Redis (the in-memory queue
-    dies with the process) :meth:`WorkerPool.drain` first empties the queue."""
-    first = build_worker(settings, runtime, client, name=name if count == 1 else f"{name}-1")
-    workers = [first] + [
-        dataclasses.replace(first, name=f"{name}-{i}") for i in range(2, count + 1)
-    ]
-    pool = WorkerPool(workers, finish_queue=runtime.redis is None)
+    """One supervised worker, started, with the ``workers`` liveness check on
+    ``runtime.health``. Without Redis (the in-memory queue dies with the process)
+    :meth:`WorkerPool.drain` first empties the queue."""
+    pool = WorkerPool(
+        [build_worker(settings, runtime, client, name=name)], finish_queue=runtime.redis is None
+    )
     pool.register(runtime.health)
     return pool.start()
 
@@ -112,22 +106,20 @@ def run_worker_process(settings: BotSettings, *, name: str | None, burst: bool) 
     runtime = build_runtime(settings)
     client = build_web_client(settings, runtime.services.metrics)
     consumer = name or default_consumer_name()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if burst:
-        build_worker(settings, runtime, client, name=consumer).run(stop=stop, burst=True)
-        return 0
-    exporter = start_exporter(settings.metrics_port, runtime.services.metrics, runtime.health)
-    try:
-        pool = start_worker_pool(settings, runtime, client, name=consumer)
-        runtime.health.set_ready()
-        while not stop.wait(SIGNAL_POLL_S):
-            pass
-        log.info("stopping: finishing the job in hand (up to %.0f s)", settings.drain_grace_s)
-        runtime.health.set_draining()
-        pool.drain(settings.drain_grace_s)
-    finally:
-        if exporter is not None:
-            exporter.stop()
+    with termination_signals() as stop:  # set already while the models load
+        if burst:
+            build_worker(settings, runtime, client, name=consumer).run(stop=stop, burst=True)
+            return 0
+        exporter = start_exporter(settings.metrics_port, runtime.services.metrics, runtime.health)
+        try:
+            pool = start_worker_pool(settings, runtime, client, name=consumer)
+            runtime.health.set_ready()
+            wait_until_set(stop)
+            log.info("stopping: finishing the job in hand (up to %.0f s)", settings.drain_grace_s)
+            runtime.health.set_draining()
+            pool.drain(settings.drain_grace_s)
+        finally:
+            if exporter is not None:
+                exporter.stop()
+            runtime.health.close()
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
@@ -57,7 +58,8 @@ class QueryEmbeddingCache:
 
     Vectors are stored as little-endian float32 bytes, so the client must return bytes
     (``decode_responses=False``, redis-py's default). ``hits`` and ``misses`` count
-    lookups since start-up (plain ints the bot exports as metrics).
+    lookups since start-up (plain ints the bot exports as metrics); worker threads share
+    one cache, so they are counted under a lock.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class QueryEmbeddingCache:
         self._prefix = f"{prefix}{EMBED_KEY}"
         self.ttl_s = ttl_s
         self._outage = RedisOutageLog(log, "skipping the query embedding cache")
+        self._count_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -85,9 +88,11 @@ class QueryEmbeddingCache:
         key = self.key(model_id, dim, instruction, text)
         raw = self._outage.run(lambda: self._redis.get(key), None)
         if not isinstance(raw, bytes) or len(raw) != dim * 4:
-            self.misses += 1
+            with self._count_lock:
+                self.misses += 1
             return None
-        self.hits += 1
+        with self._count_lock:
+            self.hits += 1
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
     def put(self, model_id: str, dim: int, instruction: str, text: str, vector: np.ndarray) -> None:

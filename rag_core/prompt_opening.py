@@ -6,9 +6,10 @@ computed once per instruction and handed to each batch as a ready-made cache; ea
 pair then costs only its own query and document tokens.
 
 The cache is a ``DynamicCache`` whose ``update`` is replaced, so it relies on what
-transformers calls on a cache during a forward pass. ``_OpeningCache.FORWARD_CALLS``
-lists those calls, and tests/test_prompt_opening_contract.py records a real forward
-and fails, naming the release and the call, when a transformers release changes them.
+transformers calls on a cache during a forward pass: ``_OpeningCache.FORWARD_CALLS``
+lists those calls (the cache methods a decoder layer and the mask builder use). A
+transformers release that calls anything else on the cache, or stops passing it under
+one of :data:`_CACHE_KEYWORDS`, breaks that assumption.
 """
 
 from __future__ import annotations

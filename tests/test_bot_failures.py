@@ -50,7 +50,7 @@ def test_job_of_a_killed_worker_is_answered_once_by_another(
     job_id = answer["blocks"][-1]["elements"][0]["value"]
     assert job_id_of(answer) == job_id
     ledger = RedisJobLedger(bot_stack.redis, prefix=bot_stack.prefix)
-    assert ledger.state(job_id) == JobState.DONE
+    assert ledger.record(job_id).state == JobState.DONE
     assert bot_stack.redis.xpending_range(bot_stack.stream, "workers", "-", "+", 10) == []
     survivor = bot_stack.redis.hget(f"{bot_stack.prefix}job:{job_id}", "consumer")
     assert survivor is not None and survivor.decode() != victim

@@ -9,9 +9,12 @@ runs, so the tests read what intake queued straight from the Redis stream. The r
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,10 @@ from bot.intake import (
 from bot.jobs import AskJob, Job, NoticeJob, ReindexJob, job_from_json
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
 from bot.metrics import BotMetrics
-from bot.queue import RedisJobQueue
+from bot.queue import InMemoryJobLedger, RedisJobQueue
 from bot.ratelimit import RateLimiter
+from bot.runtime import Runtime
+from bot.serve import drain_app
 from bot.services import BotServices
 from bot.settings import BotSettings
 from tests.fixtures.bot_stack import ADMIN_USER
@@ -74,6 +79,7 @@ class LocalBot:
     app: App
     services: BotServices
     intake: Intake
+    listeners: ThreadPoolExecutor
     redis: redis.Redis
     prefix: str
     clock: list[float]
@@ -134,7 +140,12 @@ def local_bot(
     built: list[LocalBot] = []
 
     def build(
-        *, url: str = redis_url, threads: int = 2, backlog: int = 100, **overrides: Any
+        *,
+        url: str = redis_url,
+        threads: int = 2,
+        backlog: int = 100,
+        listener_threads: int = 4,
+        **overrides: Any,
     ) -> LocalBot:
         prefix = f"ragbot-test:{time.perf_counter_ns():x}:"
         values: dict[str, Any] = {
@@ -168,15 +179,21 @@ def local_bot(
             threads=threads,
             backlog=backlog,
         )
+        listeners = ThreadPoolExecutor(max_workers=listener_threads)
         app = build_app(
-            settings, services, client=build_web_client(settings, services.metrics), intake=intake
+            settings,
+            services,
+            client=build_web_client(settings, services.metrics),
+            intake=intake,
+            listener_executor=listeners,
         )
-        bot = LocalBot(app, services, intake, client, prefix, [])
+        bot = LocalBot(app, services, intake, listeners, client, prefix, [])
         built.append(bot)
         return bot
 
     yield build
     for bot in built:
+        bot.listeners.shutdown(wait=True)
         bot.intake.shutdown(timeout_s=10)
         with contextlib.suppress(redis.RedisError):  # a private Redis refusing writes
             delete_prefix(bot.redis, bot.prefix)
@@ -418,6 +435,42 @@ def test_a_full_intake_backlog_tells_the_asker_to_ask_again(local_bot, slack_api
     assert (busy.args["channel"], busy.args["thread_ts"]) == ("C3", third.ts)
     assert bot.metric("ragbot_intake_refused_total", reason="overloaded") == 1
     assert max(bot.clock) < 1.0
+
+
+# ---- shutdown -----------------------------------------------------------------------
+def test_events_acknowledged_before_shutdown_are_all_queued(local_bot, caplog):
+    """Bolt acks first and runs listeners later: draining waits for the listeners before
+    it shuts intake, so no acknowledged event is lost or blamed on overload."""
+    bot = local_bot(listener_threads=1)
+    gate = threading.Event()
+    bot.listeners.submit(gate.wait, 10)  # the only listener thread is busy
+    for n in range(3):
+        bot.mention(f"Question {n}?", channel=f"C{n}")  # acknowledged; listener still queued
+    threading.Timer(0.2, gate.set).start()
+    runtime = Runtime(redis=bot.redis, services=bot.services, ledger=InMemoryJobLedger())
+
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        assert drain_app(bot.listeners, bot.intake, runtime, grace_s=10)
+
+    assert sorted(job.channel for job in bot.jobs()) == ["C0", "C1", "C2"]
+    assert bot.metric("ragbot_intake_refused_total", reason="overloaded") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_an_event_after_shutdown_is_logged_as_such(local_bot, caplog):
+    bot = local_bot()
+    assert bot.intake.shutdown(timeout_s=5)
+    event = {"channel": "C9", "ts": "1700000000.000100", "user": "U9"}
+
+    with caplog.at_level(logging.ERROR, logger="bot.intake"):
+        bot.intake.submit(lambda: None, bot_user_id=BOT_USER_ID, event=event)
+
+    [record] = [r for r in caplog.records if r.name == "bot.intake"]
+    message = record.getMessage()
+    assert "shut down" in message and "overloaded" not in message
+    assert all(value in message for value in event.values())
+    assert bot.metric("ragbot_intake_refused_total", reason="shut_down") == 1
+    assert bot.metric("ragbot_intake_refused_total", reason="overloaded") == 0
 
 
 # ---- /reindex -----------------------------------------------------------------------

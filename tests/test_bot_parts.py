@@ -4,6 +4,8 @@ from being claimed twice."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +91,17 @@ def test_job_lease_keeps_a_slow_job_from_being_claimed():
     time.sleep(0.4)
     [claimed] = queue.claim_stale("w2")
     assert claimed.job.job_id == "j1" and claimed.attempts == 2
+
+
+def test_the_slack_app_process_never_loads_the_engine() -> None:
+    """With Redis, ``ragbot serve`` only acknowledges and queues: importing everything it
+    runs must not pull in the model libraries or Milvus (seconds of start-up and memory)."""
+    code = (
+        "import sys, bot.cli, bot.serve, bot.app, bot.intake, bot.http_front, bot.jobs_cli\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers', 'pymilvus'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    assert loaded == "[]"

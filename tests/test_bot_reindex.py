@@ -48,8 +48,13 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     admin = new_user()
     slack_api.add_user(admin, is_admin=True)
 
+    # The first progress update waits until the second /reindex has been answered, so
+    # the first re-index is surely still running then.
+    held = slack_api.hold("chat.update", match={"channel": admin})
     started, start_reply = reindex(slack_events, slack_api, "", user=admin)
+    held.wait_arrived(timeout=30)
     _, second_reply = reindex(slack_events, slack_api, "", user=ADMIN_USER)
+    held.release()
 
     assert started.status == 200 and started.seconds < ACK_BUDGET_S
     assert start_reply.startswith("Re-indexing `")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.serve import build_runtime
+from bot.runtime import build_runtime
 from bot.settings import BotSettings
 
 ROOT = Path(__file__).resolve().parents[1]

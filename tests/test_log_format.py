@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import configured_secrets
 from bot.log_format import SecretRedactor, json_formatter
+from bot.settings import BotSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT_TOKEN = "xoxb-1111-2222-abcdefABCDEF"
@@ -124,3 +126,20 @@ def test_the_ragbot_command_logs_json_when_asked(tmp_path):
     record = json.loads(line)
     assert record["message"] == "posting with xoxb-[redacted]"
     assert (record["level"], record["logger"], record["job_id"]) == ("WARNING", "bot.worker", "j9")
+
+
+def test_credentials_in_the_redis_url_and_milvus_settings_are_redacted(capture):
+    settings = BotSettings(
+        _env_file=None,
+        redis_url="redis://:redis-p%40ssword-1@redis.internal:6379/0",
+        milvus_uri="https://db_admin:milvus-passw0rd@milvus.internal:19530",
+        milvus_token="db_admin:token-passw0rd",
+    )
+    logger, stream, handler = capture
+    handler.addFilter(SecretRedactor(configured_secrets(settings)))
+    logger.warning(
+        "redis-p@ssword-1 redis-p%40ssword-1 db_admin:milvus-passw0rd token-passw0rd done"
+    )
+    text = stream.getvalue()
+    assert "passw" not in text and "ssword" not in text, text
+    assert text.strip().endswith("done")

@@ -23,6 +23,7 @@ from bot.queue import (
     InMemoryJobQueue,
     JobLedger,
     JobQueue,
+    JobRecord,
     QueueUnavailableError,
     RedisJobLedger,
     RedisJobQueue,
@@ -287,12 +288,15 @@ def test_release_puts_a_job_back_at_once_without_spending_an_attempt(
     q.enqueue(job)
     first = q.take("stopping", block_ms=100)
     assert first is not None and first.attempts == 1
-    q.release(first)  # its worker is shutting down, on the job's last attempt
+    assert q.release(first) is True  # its worker is shutting down, on its last attempt
     second = q.take("w2", block_ms=0)
     assert second is not None, "released jobs are taken again at once"
     assert (second.job, second.attempts, second.exhausted) == (job, 1, False)
     assert q.dead_letters() == []
     assert q.touch(first) is False, "the released delivery belongs to w2 now"
+    assert q.release(first) is False, "nothing of w1's to put back"
+    q.ack(second)
+    assert q.release(second) is False, "a finished job is not put back"
 
 
 def test_fail_moves_the_job_to_the_dead_letters(make_queue: QueueFactory) -> None:
@@ -314,16 +318,16 @@ def test_fail_moves_the_job_to_the_dead_letters(make_queue: QueueFactory) -> Non
 # -- Redis specifics --------------------------------------------------------------------
 
 
-def test_an_unreadable_payload_is_dead_lettered_not_retried(
+def test_an_unreadable_payload_is_dead_lettered_and_the_next_job_taken(
     redis_client: redis.Redis, redis_prefix: str
 ) -> None:
     q = RedisJobQueue(redis_client, prefix=redis_prefix)
     redis_client.xadd(q.stream_key, {"job": '{"kind": "summarise"}'})
     good = ask()
     q.enqueue(good)
-    assert q.take("w1", block_ms=100) is None
-    delivery = q.take("w1", block_ms=100)
+    delivery = q.take("w1", block_ms=0)  # a burst worker must not stop here
     assert delivery is not None and delivery.job == good
+    assert q.take("w1", block_ms=0) is None
     [dead] = q.dead_letters()
     assert "unknown job kind" in dead.error
     assert redis_client.xlen(q.dead_letter_key) == 1
@@ -358,7 +362,7 @@ def test_unreachable_redis_raises_queue_unavailable_in_queue_and_ledger(
     assert q.ping() is False
     ledger = RedisJobLedger(client)
     with pytest.raises(QueueUnavailableError, match="read the job state"):
-        ledger.posted_ts("j1")
+        ledger.record("j1")
     with pytest.raises(QueueUnavailableError, match="record the job state"):
         ledger.mark_running("j1", "w1")
 
@@ -401,19 +405,18 @@ def test_acked_jobs_leave_nothing_behind(redis_client: redis.Redis, redis_prefix
 
 def test_ledger_records_state_and_posted_ts(ledger: JobLedger) -> None:
     job_id = new_job_id()
-    assert ledger.state(job_id) is None and ledger.posted_ts(job_id) is None
-    ledger.mark_queued(job_id)
-    assert ledger.state(job_id) is JobState.QUEUED
+    assert ledger.record(job_id) == JobRecord()
     ledger.mark_running(job_id, "w1")
-    assert ledger.state(job_id) is JobState.RUNNING
+    assert ledger.record(job_id).state is JobState.RUNNING
     ledger.record_posted(job_id, "1700000002.000300")
-    assert ledger.posted_ts(job_id) == "1700000002.000300"
+    assert ledger.record(job_id).posted_ts == "1700000002.000300"
     ledger.mark_done(job_id)
-    assert ledger.state(job_id) is JobState.DONE
-    assert ledger.posted_ts(job_id) == "1700000002.000300"
+    assert ledger.record(job_id).state is JobState.DONE
+    assert ledger.record(job_id).posted_ts == "1700000002.000300"
     other = new_job_id()
     ledger.mark_failed(other, "boom")
-    assert ledger.state(other) is JobState.FAILED and ledger.posted_ts(other) is None
+    assert ledger.record(other).state is JobState.FAILED
+    assert ledger.record(other).posted_ts is None
 
 
 def test_ledger_entries_expire(redis_client: redis.Redis, redis_prefix: str) -> None:
@@ -421,6 +424,20 @@ def test_ledger_entries_expire(redis_client: redis.Redis, redis_prefix: str) -> 
     assert 86_000 < redis_client.ttl(f"{redis_prefix}job:j1") <= 86_400
     ledger = InMemoryJobLedger(ttl_s=0.1)
     ledger.record_posted("j1", "1.2")
-    assert ledger.posted_ts("j1") == "1.2"
+    assert ledger.record("j1").posted_ts == "1.2"
     time.sleep(0.15)
-    assert ledger.posted_ts("j1") is None
+    assert ledger.record("j1").posted_ts is None
+    ledger.mark_running("j1", "w1")
+    assert ledger.record("j1") == JobRecord(state=JobState.RUNNING, fence=1), "a fresh entry"
+
+
+def test_in_memory_ledger_forgets_expired_entries_now_and_then() -> None:
+    ledger = InMemoryJobLedger(ttl_s=0.05, purge_every_s=0.3)
+    for job_id in ("j1", "j2", "j3"):
+        ledger.mark_running(job_id, "w1")
+    time.sleep(0.1)
+    ledger.mark_running("j4", "w1")
+    assert len(ledger._records) == 4, "a write does not sweep the whole ledger"
+    time.sleep(0.25)
+    ledger.mark_running("j5", "w1")
+    assert set(ledger._records) == {"j5"}

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from slack_sdk import WebClient
 
-from bot.jobs import JobState
+from bot.jobs import JobState, QueueUnavailableError, ReindexJob, new_job_id
+from bot.ledger import JobLedger
 from bot.metrics import BotMetrics
 from bot.posting import ANSWER_EVENT_TYPE
+from bot.worker import DeliveryGuard
+from rag_core.ingest.indexer import IndexProgress, IndexSummary
 from tests.fixtures.slack_api import BOT_TOKEN
 from tests.fixtures.worker_parts import (
     CountingPipeline,
@@ -52,8 +56,8 @@ def test_answer_is_one_tagged_message_and_the_eyes_come_off(slack_api, parts) ->
     assert tagged(message) == job.job_id
     assert "Answer to: How do I install it?" in message["text"]
     assert slack_api.reactions(job.channel, job.message_ts) == set()
-    assert ledger.state(job.job_id) is JobState.DONE
-    assert ledger.posted_ts(job.job_id) == message["ts"]
+    assert ledger.record(job.job_id).state is JobState.DONE
+    assert ledger.record(job.job_id).posted_ts == message["ts"]
     assert queue.depth() == 0 and pipeline.runs == 1
     assert counter(metrics.jobs_finished, outcome="done") == 1
     assert counter(metrics.cache_misses, cache="answer") == 1
@@ -125,6 +129,93 @@ def test_a_newer_fence_token_stops_the_older_delivery(slack_api, parts) -> None:
     assert counter(metrics.jobs_finished, outcome="lease_lost") == 1
 
 
+class OvertakenIndexer:
+    """Reports progress, meanwhile another delivery of the job starts, then finishes."""
+
+    def __init__(self, ledger: JobLedger, job_id: str) -> None:
+        self.ledger, self.job_id, self.finished = ledger, job_id, False
+
+    def index(self, root: Path, *, recreate: bool, progress) -> IndexSummary:  # type: ignore[no-untyped-def]
+        progress(IndexProgress(stage="loading", done=0, total=2))
+        self.ledger.mark_running(self.job_id, "a-newer-delivery")
+        progress(IndexProgress(stage="loading", done=2, total=2))
+        self.finished = True
+        return IndexSummary(2, 0, [], 4, 4, 0, 0, 0.1)
+
+
+def test_a_reindex_taken_over_stops_and_keeps_the_lock(slack_api, parts) -> None:
+    queue, ledger = parts
+    metrics = BotMetrics()
+    job = ReindexJob(job_id=new_job_id(), user="U1", channel="C1", path="docs")
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, metrics=metrics)
+    indexer = OvertakenIndexer(ledger, job.job_id)
+    worker.reindex.indexer = indexer  # type: ignore[assignment]
+    assert worker.reindex.lock.acquire(job.job_id)
+    queue.enqueue(job)
+
+    worker.run(stop=_never(), burst=True)
+
+    assert not indexer.finished, "the first worker stopped at its next heartbeat"
+    assert counter(metrics.jobs_finished, outcome="lease_lost") == 1
+    assert worker.reindex.lock.acquire("another-reindex") is False, "the lock is the new owner's"
+    assert ledger.record(job.job_id).state is JobState.RUNNING
+    assert queue.depth() == 1, "not acknowledged: the newer delivery finishes it"
+
+
+class LedgerDownOnce:
+    """The ledger, except that its first ``record`` read fails like Redis going away."""
+
+    def __init__(self, ledger: JobLedger) -> None:
+        self._ledger, self.failed = ledger, False
+
+    def record(self, job_id: str):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise QueueUnavailableError("The job queue is unavailable: could not read.")
+        return self._ledger.record(job_id)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._ledger, name)
+
+
+@pytest.mark.parametrize("done_already", [False, True])
+def test_a_redis_failure_before_the_job_starts_spends_no_attempt(
+    slack_api, parts, done_already: bool
+) -> None:
+    queue, ledger = parts
+    job = question(slack_api)
+    queue.enqueue(job)
+    if done_already:
+        ledger.mark_done(job.job_id)
+    flaky = LedgerDownOnce(ledger)
+    worker = build_worker(slack_api, queue=queue, ledger=flaky)  # type: ignore[arg-type]
+    first = queue.take("w1", block_ms=100)
+    assert first is not None
+
+    with pytest.raises(QueueUnavailableError):
+        worker.process(first)
+
+    again = queue.take("w2", block_ms=0)
+    assert again is not None and again.attempts == 1, "put back at once, no attempt spent"
+
+
+def test_a_hand_back_of_a_job_finished_meanwhile_counts_nothing(slack_api, parts) -> None:
+    queue, ledger = parts
+    metrics = BotMetrics()
+    job = question(slack_api)
+    queue.enqueue(job)
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, metrics=metrics)
+    delivery = queue.take("w1", block_ms=100)
+    assert delivery is not None
+    worker._current = DeliveryGuard(worker, delivery, 1, redelivered=False)
+    queue.ack(delivery)  # the job ended just before the grace period did
+
+    assert worker.hand_back("stopping") is False
+
+    assert counter(metrics.jobs_finished, outcome="retried") == 0
+    assert queue.take("w2", block_ms=0) is None
+
+
 @pytest.mark.parametrize("dies_in", ["record_posted", "unreact"])
 def test_a_worker_dying_between_post_and_ack_leaves_one_updated_message(
     slack_api, redis_client, redis_prefix, dies_in: str
@@ -157,7 +248,7 @@ def test_a_worker_dying_between_post_and_ack_leaves_one_updated_message(
     if dies_in == "record_posted":
         [lookup] = slack_api.calls_for("conversations.replies")
         assert lookup.args["include_all_metadata"] in (True, "true", "1")
-    assert ledger.state(job.job_id) is JobState.DONE and queue.depth() == 0
+    assert ledger.record(job.job_id).state is JobState.DONE and queue.depth() == 0
 
 
 class _LedgerCrashingOn:

@@ -4,7 +4,10 @@ when the grace period runs out."""
 
 from __future__ import annotations
 
+import logging
 import time
+
+import pytest
 
 from bot.health import Health
 from bot.worker_pool import WorkerPool
@@ -112,3 +115,42 @@ def test_drain_hands_back_a_job_that_outlasts_the_grace_period(
     time.sleep(1.5)  # the old worker's pipeline ends: it must not post any more
     assert bot_replies(slack_api, job) == []
     assert queue.take("w2", block_ms=0).job == waiting  # type: ignore[union-attr]
+
+
+def test_drain_answers_in_memory_questions_waiting_out_a_retry_delay(slack_api) -> None:
+    queue, ledger = memory_parts(stale_after_ms=60_000)
+    worker = build_worker(slack_api, queue=queue, ledger=ledger)
+    job = question(slack_api)
+    queue.enqueue(job)
+    delivery = queue.take("earlier", block_ms=0)
+    assert delivery is not None
+    queue.retry(delivery, "Slack was down", delay_ms=30_000)
+    pool = WorkerPool([worker], finish_queue=True).start()
+
+    started = time.monotonic()
+    assert pool.drain(10) is True
+
+    assert time.monotonic() - started < 5, "the retry delay is not waited out"
+    assert len(bot_replies(slack_api, job)) == 1
+    assert queue.depth() == 0
+
+
+def test_drain_logs_the_in_memory_jobs_it_leaves_behind(
+    slack_api, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue, ledger = memory_parts()
+    pipeline = CountingPipeline(delay_s=1.0)
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, pipeline=pipeline)
+    running, waiting = question(slack_api), question(slack_api, "asked later")
+    queue.enqueue(running)
+    pool = WorkerPool([worker], finish_queue=True).start()
+    pipeline.started.wait(5)
+    queue.enqueue(waiting)
+
+    with caplog.at_level(logging.ERROR, logger="bot.worker_pool"):
+        assert pool.drain(0.3) is False
+
+    [lost] = [r.getMessage() for r in caplog.records if "lost on exit" in r.getMessage()]
+    assert running.job_id in lost and waiting.job_id in lost
+    time.sleep(1.0)  # the old worker's pipeline ends: it must not post any more
+    assert bot_replies(slack_api, running) == []

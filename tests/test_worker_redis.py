@@ -85,7 +85,7 @@ def test_redis_errors_while_taking_pause_the_worker_until_redis_recovers(
         assert thread.is_alive()
         assert bot_replies(slack_api, job) == []
     try:
-        wait_until(lambda: ledger.state(job.job_id) is JobState.DONE, timeout_s=20)
+        wait_until(lambda: ledger.record(job.job_id).state is JobState.DONE, timeout_s=20)
     finally:
         stop.set()
         thread.join(10)
@@ -115,7 +115,7 @@ def test_redis_turning_read_only_mid_job_leaves_one_answer_after_recovery(
 
     thread, stop = start(worker)
     try:
-        wait_until(lambda: ledger.state(job.job_id) is JobState.DONE, timeout_s=20)
+        wait_until(lambda: ledger.record(job.job_id).state is JobState.DONE, timeout_s=20)
     finally:
         stop.set()
         thread.join(10)
@@ -147,7 +147,7 @@ def test_a_long_out_of_memory_spell_spends_none_of_the_jobs_attempts(clients, sl
         threading.Event().wait(4.0)  # many times stale_after_ms × max_attempts
         assert queue.dead_letters() == []
     try:
-        wait_until(lambda: ledger.state(job.job_id) is JobState.DONE, timeout_s=20)
+        wait_until(lambda: ledger.record(job.job_id).state is JobState.DONE, timeout_s=20)
     finally:
         for thread, stop in running:
             stop.set()

@@ -78,12 +78,12 @@ def test_transient_slack_failures_give_one_answer_from_one_pipeline_run(
     assert pipeline.runs == 1
     assert counter(metrics.jobs_finished, outcome="done") == 1
     queue, ledger = parts
-    assert queue.depth() == 0 and ledger.state(job.job_id) is JobState.DONE
+    assert queue.depth() == 0 and ledger.record(job.job_id).state is JobState.DONE
     if fault == "rate_limited":
         assert time.monotonic() - started >= 2.0, "Retry-After was honoured"
     if fault == "dropped_after_posting":
         assert len(slack_api.calls_for("chat.update")) == 1
-        assert ledger.posted_ts(job.job_id) == answer["ts"]
+        assert ledger.record(job.job_id).posted_ts == answer["ts"]
 
 
 @pytest.mark.parametrize("error", ["not_in_channel", "invalid_blocks", "token_revoked"])
@@ -104,7 +104,7 @@ def test_a_permanent_slack_error_dead_letters_the_job_at_once_and_the_asker_is_t
     assert ("/invite" in direct["text"]) is (error == "not_in_channel")
     [dead] = queue.dead_letters()
     assert error in dead.error and dead.attempts == 1
-    assert queue.depth() == 0 and ledger.state(job.job_id) is JobState.FAILED
+    assert queue.depth() == 0 and ledger.record(job.job_id).state is JobState.FAILED
     assert counter(metrics.jobs_finished, outcome="dead") == 1
     refusals = [r for r in caplog.records if "dead:" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].exc_info is None

@@ -18,4 +18,4 @@ def register(app: App, services: BotServices, *, intake: Intake) -> None:
         if event.get("bot_id"):
             return
         incoming = IncomingQuestion.from_event(event, body)
-        intake.submit(lambda: incoming, bot_user_id=context["bot_user_id"])
+        intake.submit(lambda: incoming, bot_user_id=context["bot_user_id"], event=event)

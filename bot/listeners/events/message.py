@@ -47,4 +47,4 @@ def register(app: App, services: BotServices, *, intake: Intake) -> None:
                 return IncomingQuestion.from_event(event, body)
             return None
 
-        intake.submit(describe, bot_user_id=bot_user_id)
+        intake.submit(describe, bot_user_id=bot_user_id, event=event)
