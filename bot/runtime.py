@@ -13,6 +13,7 @@ from bot.conversation_state import ReindexLock, ThreadRegistry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
 from bot.health import Health, redis_check
+from bot.jobs import JobQueue
 from bot.ledger import JobLedger
 from bot.metrics import BotMetrics
 from bot.queue import InMemoryJobLedger, InMemoryJobQueue, RedisJobLedger, RedisJobQueue
@@ -80,6 +81,19 @@ def build_runtime(settings: BotSettings) -> Runtime:
     else:
         queue = InMemoryJobQueue(max_attempts=settings.job_max_attempts, stale_after_ms=stale_ms)
         ledger = InMemoryJobLedger()
+    services = build_services(settings, client, queue)
+    runtime = Runtime(redis=client, services=services, ledger=ledger)
+    if client is not None:
+        runtime.health.add_check("redis", redis_check(queue))
+    return runtime
+
+
+def build_services(
+    settings: BotSettings, client: redis.Redis | None, queue: JobQueue
+) -> BotServices:
+    """The collaborators the listeners and workers share, on ``client`` (``None``: in
+    memory), with fresh metrics that watch ``queue``."""
+    prefix = settings.redis_prefix
     services = BotServices(
         settings=settings,
         queue=queue,
@@ -93,7 +107,4 @@ def build_runtime(settings: BotSettings) -> Runtime:
         metrics=BotMetrics(),
     )
     services.metrics.watch_queue(queue)
-    runtime = Runtime(redis=client, services=services, ledger=ledger)
-    if client is not None:
-        runtime.health.add_check("redis", redis_check(queue))
-    return runtime
+    return services

@@ -25,9 +25,6 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
 
 from bot.app import build_app, build_intake_client, build_web_client
-from bot.conversation_state import ReindexLock, ThreadRegistry
-from bot.dedup import EventDeduplicator
-from bot.feedback import FeedbackStore
 from bot.intake import (
     BUSY_TEXT,
     EMPTY_QUESTION_TEXT,
@@ -37,10 +34,8 @@ from bot.intake import (
 )
 from bot.jobs import AskJob, Job, NoticeJob, ReindexJob, job_from_json
 from bot.listeners.commands.reindex import ALREADY_RUNNING_TEXT, NOT_ADMIN_TEXT
-from bot.metrics import BotMetrics
 from bot.queue import InMemoryJobLedger, RedisJobQueue
-from bot.ratelimit import RateLimiter
-from bot.runtime import Runtime
+from bot.runtime import Runtime, build_services
 from bot.serve import drain_app
 from bot.services import BotServices
 from bot.settings import BotSettings
@@ -161,18 +156,7 @@ def local_bot(
         }
         settings = BotSettings(_env_file=None, **values)  # type: ignore[call-arg]
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=0.5)
-        services = BotServices(
-            settings=settings,
-            queue=RedisJobQueue(client, prefix=prefix),
-            dedup=EventDeduplicator(client, prefix=prefix),
-            rate_limiter=RateLimiter(
-                client, prefix=prefix, limit=settings.rate_limit, window_s=settings.rate_window_s
-            ),
-            feedback=FeedbackStore(client, prefix=prefix),
-            threads=ThreadRegistry(client, prefix=prefix),
-            reindex_lock=ReindexLock(client, prefix=prefix),
-            metrics=BotMetrics(),
-        )
+        services = build_services(settings, client, RedisJobQueue(client, prefix=prefix))
         intake = Intake(
             services,
             build_intake_client(settings, services.metrics),
