@@ -117,6 +117,8 @@ class AskHandler:
 
     def post_answer(self, job: AskJob, answer: Answer, *, guard: PostGuard) -> None:
         note = EXTRACTIVE_NOTE if answer.kind == AnswerKind.EXTRACTIVE else None
+        # Before the post: a reply that comes the moment the answer shows is a follow-up.
+        self.threads.remember(job.channel, job.thread_ts)
         self._post(
             job,
             text=blocks.answer_fallback_text(answer.text, answer.citations),
@@ -125,7 +127,6 @@ class AskHandler:
             ),
             guard=guard,
         )
-        self.threads.remember(job.channel, job.thread_ts)
         log.info(
             "answer posted for job %s (%s%s)",
             job.job_id,
