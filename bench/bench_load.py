@@ -1,7 +1,8 @@
 """Load test of the Slack bot: N concurrent mentions through the real HTTP endpoint.
 
     .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
-        [--repeat 0.25] [--llm-delay 0] [--timeout 300] [--stalled 0] [--logs DIR]
+        [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 20] [--no-stream] [--timeout 300]
+        [--stalled 0] [--logs DIR]
 
 Starts everything as it runs in production, on this machine: the Slack Web API and
 OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one at
@@ -16,13 +17,15 @@ With ``--stalled N`` the burst runs while N other connections to the app sit ope
 without finishing a request (nothing sent, half the headers, or a promised body that
 never comes), as slow or hostile clients leave them.
 
-Ack latency is the HTTP round trip of each event (Slack wants it under 3 s); answer
-latency runs from sending the event to the stand-in holding the final reply (polled
-every 20 ms). Each mention is judged as in the fault suite
-(:func:`tests.fixtures.faults.judge`): answered once (one bot message carrying the
-answer), told in words (one message saying why not), duplicated (more than one bot
-message in its thread) or lost (no final reply); errors are non-200 acks, replies
-without sources and tracebacks in the processes' logs.
+The chat model streams its replies at ``--tokens-per-s`` and the bot streams them into
+Slack (``--no-stream``: answers posted whole). Ack latency is the HTTP round trip of
+each event (Slack wants it under 3 s); first text runs from sending the event to the
+stand-in receiving the answer's ``chat.startStream``; answer latency from sending the
+event to the stand-in holding the finished reply (polled every 20 ms). Each mention is
+judged as in the fault suite (:func:`tests.fixtures.faults.judge`): answered once (one
+bot message carrying the answer), told in words (one message saying why not),
+duplicated (more than one bot message in its thread) or lost (no final reply); errors
+are non-200 acks, replies without sources and tracebacks in the processes' logs.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="client threads")
     parser.add_argument("--repeat", type=float, default=0.25, help="share of repeated questions")
     parser.add_argument("--llm-delay", type=float, default=0.0, help="chat model seconds/reply")
+    parser.add_argument("--tokens-per-s", type=float, default=20.0, help="chat model stream rate")
+    parser.add_argument("--no-stream", action="store_true", help="post answers whole")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis to use")
     parser.add_argument("--stalled", type=int, default=0, help="stalled connections held open")
@@ -198,6 +203,8 @@ def report(
     acked_by_app: tuple[float, float, float],
 ) -> str:
     acks = [o.sent.ack.seconds for o in outcomes]
+    starts = {c.args.get("thread_ts"): c.at for c in stand_in.calls_for("chat.startStream")}
+    firsts = [starts[o.sent.ts] - o.sent_at for o in outcomes if o.sent.ts in starts]
     answered = [o for o in outcomes if o.answered_at is not None]
     waits = [o.answered_at - o.sent_at for o in answered if o.answered_at is not None]
     verdicts = [o.verdict for o in outcomes]
@@ -210,6 +217,9 @@ def report(
         ("acks under 300 ms", f"{sum(1 for a in acks if a < ACK_TARGET_S)}/{len(acks)}"),
         ("  as the app measured them", f"{acked_by_app[2]:.0f}/{acked_by_app[0]:.0f}"),
         ("  app's mean ack time", f"{acked_by_app[1] * 1000:.1f} ms"),
+        ("first streamed text p50", f"{statistics.median(firsts):.2f} s" if firsts else "-"),
+        ("first streamed text p99", f"{percentile(firsts, 0.99):.2f} s" if firsts else "-"),
+        ("  answers streamed", f"{len(firsts)}/{len(outcomes)} (the rest: cache, posted whole)"),
         ("answer latency p50", f"{statistics.median(waits):.2f} s" if waits else "-"),
         ("answer latency p99", f"{percentile(waits, 0.99):.2f} s" if waits else "-"),
         ("answered once", f"{verdicts.count(ANSWERED)}/{len(outcomes)}"),
@@ -227,7 +237,8 @@ def report(
     title = (
         f"ragbot load: {args.n} mentions, {args.concurrency} concurrent, {args.workers} "
         f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s, "
-        f"{args.stalled} stalled connections"
+        f"{'no streaming' if args.no_stream else f'streaming at {args.tokens_per_s:g} tokens/s'}"
+        f", {args.stalled} stalled connections"
     )
     lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     return "\n".join([*lines, *(f"{name:<{width}}  {value}" for name, value in rows)])
@@ -248,6 +259,7 @@ def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn
         redis_url=args.redis,
         redis_prefix=f"ragbot-bench:{uuid.uuid4().hex[:10]}:",
         metrics_port=0,  # several workers on one machine: no fixed metrics port
+        stream_answers=not args.no_stream,
     )
     processes = BotProcesses(process_env(variables), log_dir=scratch, cwd=scratch)
     processes.start_app()
@@ -265,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     llm.start()
     if args.llm_delay > 0:
         llm.delay(args.llm_delay, times=None)
+    llm.stream_rate(args.tokens_per_s)
     with tempfile.TemporaryDirectory(prefix="ragbot-load-") as folder:
         scratch = Path(folder)
         milvus, processes, variables = start_bot(args, scratch, stand_in, llm.base_url)

@@ -3,8 +3,10 @@
 "Once" holds across worker crashes and Slack failures: :class:`~bot.posting.ThreadPoster`
 finds an earlier post of the same job and edits it instead of posting again, and Slack
 hiccups are retried in-process (:mod:`bot.slack_retry`) so the computed answer is posted
-without running the pipeline a second time. Once it is posted, the :eyes: reaction
-intake put on the question comes off.
+without running the pipeline a second time. A generated answer is streamed into the
+thread while it is written (:mod:`bot.streaming`), with the assistant status showing
+what is happening before that; the finished answer then replaces the stream. Once it is
+posted, the :eyes: reaction intake put on the question comes off.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
 from bot import blocks
+from bot.answer_records import AnswerRecord, AnswerRecords
 from bot.conversation_state import ThreadRegistry
 from bot.jobs import AskJob, RetryJob
 from bot.metrics import BotMetrics
 from bot.posting import PostGuard, ThreadPoster
 from bot.slack_retry import SlackRejected, SlackUnavailable
+from bot.streaming import AnswerStream
 from bot.text import question_from_text
 from rag_core.errors import (
     GenerationError,
@@ -31,6 +36,10 @@ from rag_core.errors import (
 )
 from rag_core.pipeline import RagPipeline
 from rag_core.types import Answer, AnswerKind, Turn
+
+if TYPE_CHECKING:  # built by the worker's setup; only their types are needed here
+    from bot.answer_stats import AnswerStats
+    from bot.private_answers import PrivateAnswers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,45 @@ INDEX_MISMATCH = (
 UNEXPECTED = "Something went wrong while answering. The details are in the bot's logs."
 EXTRACTIVE_NOTE = "Extractive answer: no language model is configured, so these are quotes."
 HISTORY_RETRY_WINDOW_S = 30.0  # a follow-up without history beats none at all
+NOT_COVERED_REACTION = "shrug"
+STATUS_SEARCHING = "Searching the docs…"
+STATUS_WRITING = "Writing the answer…"
+LOADING_MESSAGES = ["Searching the docs…", "Ranking the best passages…", "Writing the answer…"]
+
+
+class AssistantStatus:
+    """The thread's assistant status ("Searching the docs…") while a job is worked on.
+
+    Best effort, one try each: where Slack does not allow a status (outside assistant
+    threads, or without the scope) the first refusal turns it off for the job. Slack
+    clears the status by itself when the bot replies in the thread.
+    """
+
+    def __init__(self, client: WebClient, job: AskJob) -> None:
+        self._client = client
+        self._job = job
+        self._enabled = bool(job.thread_ts) and not job.private
+
+    def show(self, stage: str, passages: int = 0) -> None:
+        if not self._enabled:
+            return
+        if stage == "search":
+            text, loading = STATUS_SEARCHING, LOADING_MESSAGES
+        elif stage == "rerank":
+            text = f"Reading {passages} passages…"
+            loading = [text, STATUS_WRITING]
+        else:
+            text, loading = STATUS_WRITING, [STATUS_WRITING]
+        try:
+            self._client.assistant_threads_setStatus(
+                channel_id=self._job.channel,
+                thread_ts=self._job.thread_ts,
+                status=text,
+                loading_messages=loading,
+            )
+        except Exception as error:
+            self._enabled = False
+            log.debug("no assistant status in %s: %r", self._job.channel, error)
 
 
 @dataclass(slots=True)
@@ -58,17 +106,30 @@ class AskHandler:
     bot_user_id: str
     history_max_messages: int = 12
     metrics: BotMetrics = field(default_factory=BotMetrics)
+    answers: AnswerRecords = field(default_factory=lambda: AnswerRecords(None))
+    stats: AnswerStats | None = None
+    private: PrivateAnswers | None = None
+    stream_answers: bool = False  # worker_setup passes RAGBOT_STREAM_ANSWERS
 
     def handle(self, job: AskJob, *, final_attempt: bool, guard: PostGuard) -> None:
         """Answer ``job``; raises :class:`RetryJob` for failures worth another attempt.
 
-        Slack failures raise :class:`~bot.slack_retry.SlackRejected` or
-        :class:`~bot.slack_retry.SlackUnavailable`, a lost lease
+        A generated answer is streamed into the thread as it is written (unless the job
+        was delivered before, is private, or streaming is off), then written over with
+        the finished answer. Slack failures raise :class:`~bot.slack_retry.SlackRejected`
+        or :class:`~bot.slack_retry.SlackUnavailable`, a lost lease
         :class:`~bot.jobs.LeaseLost`: the worker decides what then.
         """
+        status = AssistantStatus(self.client, job)
+        stream = self.new_stream(job, guard)
         try:
             history = self.thread_history(job) if job.is_followup else []
-            answer = self.pipeline.ask(job.text, history=history)
+            answer = self.pipeline.ask(
+                job.text,
+                history=history,
+                on_text=stream.write if stream is not None else None,
+                on_stage=status.show,
+            )
         except StoreUnavailableError as error:
             log.warning("search index unreachable for %s: %s", job.job_id, error)
             if final_attempt:
@@ -81,10 +142,60 @@ class AskHandler:
             self.post_text(job, user_message(error), guard=guard)
             return
         self.record(answer)
-        self.post_answer(job, answer, guard=guard)
+        if job.auto and answer.kind == AnswerKind.NOT_COVERED:
+            self.shrug(job)  # answer-everything channels stay quiet on what the docs lack
+            return
+        self.answers.put(
+            AnswerRecord.of(
+                answer,
+                job_id=job.job_id,
+                channel=job.channel,
+                thread_ts=job.thread_ts,
+                user=job.user,
+                private=job.private,
+            )
+        )
+        if job.private and self.private is not None:
+            note = EXTRACTIVE_NOTE if answer.kind == AnswerKind.EXTRACTIVE else None
+            self.private.deliver(job, answer, guard=guard, note=note)
+            return
+        self.post_answer(job, answer, guard=guard, stream=stream)
+
+    def new_stream(self, job: AskJob, guard: PostGuard) -> AnswerStream | None:
+        """The stream for ``job``'s answer, or None when it is posted whole: streaming
+        is off, the answer is private, or an earlier delivery may have posted already
+        (that post is completed instead)."""
+        if not self.stream_answers or job.private or guard.redelivered:
+            return None
+        return AnswerStream(
+            client=self.client,
+            ledger=self.poster.ledger,
+            guard=guard,
+            job_id=job.job_id,
+            channel=job.channel,
+            thread_ts=job.thread_ts,
+            recipient_user_id=job.user,
+            recipient_team_id=job.team,
+            # A reply that comes while the answer streams is a follow-up already.
+            on_start=lambda: self.threads.remember(job.channel, job.thread_ts),
+        )
+
+    def shrug(self, job: AskJob) -> None:
+        """Mark a question the docs do not cover with 🤷 instead of a reply (best effort)."""
+        try:
+            self.client.reactions_add(
+                channel=job.channel, timestamp=job.message_ts, name=NOT_COVERED_REACTION
+            )
+        except Exception as error:
+            log.warning("could not mark %s as not covered: %r", job.message_ts, error)
+        self.poster.unreact(job.channel, job.message_ts)
+        log.info("job %s: not covered, left unanswered in an auto channel", job.job_id)
 
     def record(self, answer: Answer) -> None:
-        """Stage timings and the answer cache's hit or miss, into the metrics."""
+        """Stage timings, the answer cache's hit or miss and the outcome, into the
+        metrics and the answer stats."""
+        if self.stats is not None:
+            self.stats.record_answer(kind=answer.kind.value, question=answer.question)
         for stage, ms in answer.timings_ms.items():
             self.metrics.answer_seconds.labels(stage=stage).observe(ms / 1000)
         counter = self.metrics.cache_hits if answer.cached else self.metrics.cache_misses
@@ -109,22 +220,32 @@ class AskHandler:
             if Decimal(message.get("ts", "0")) >= asked_at:
                 break
             text = question_from_text(message.get("text", ""), bot_user_id=self.bot_user_id)
-            if not text or text in (blocks.WORKING_TEXT, SEARCH_DOWN_RETRYING):
+            if not text or text == SEARCH_DOWN_RETRYING:
                 continue
             from_bot = bool(message.get("bot_id")) or message.get("user") == self.bot_user_id
             turns.append(Turn("assistant" if from_bot else "user", text))
         return turns[-self.history_max_messages :] if self.history_max_messages else []
 
-    def post_answer(self, job: AskJob, answer: Answer, *, guard: PostGuard) -> None:
+    def post_answer(
+        self, job: AskJob, answer: Answer, *, guard: PostGuard, stream: AnswerStream | None = None
+    ) -> None:
+        """Post the answer, or close its stream and write the finished answer over it."""
         note = EXTRACTIVE_NOTE if answer.kind == AnswerKind.EXTRACTIVE else None
+        message_blocks = blocks.answer_blocks(
+            answer.text, answer.citations, answer_id=job.job_id, note=note
+        )
         # Before the post: a reply that comes the moment the answer shows is a follow-up.
         self.threads.remember(job.channel, job.thread_ts)
+        if stream is not None and stream.ts is not None:
+            stream.finish(blocks=[b for b in message_blocks if b["type"] != "markdown"])
+            if stream.first_text_time is not None:
+                self.metrics.answer_seconds.labels(stage="first_text").observe(
+                    max(0.0, stream.first_text_time - job.enqueued_at)
+                )
         self._post(
             job,
             text=blocks.answer_fallback_text(answer.text, answer.citations),
-            message_blocks=blocks.answer_blocks(
-                answer.text, answer.citations, answer_id=job.job_id, note=note
-            ),
+            message_blocks=message_blocks,
             guard=guard,
         )
         log.info(
@@ -139,7 +260,11 @@ class AskHandler:
         self, job: AskJob, text: str, *, guard: PostGuard, retry_window_s: float | None = None
     ) -> None:
         """A short message instead of an answer (the job's one message all the same);
-        ``retry_window_s`` bounds Slack retries (0: one try, for a best-effort word)."""
+        ``retry_window_s`` bounds Slack retries (0: one try, for a best-effort word).
+        A private job's asker is told privately."""
+        if job.private and self.private is not None:
+            self.private.tell(job, text, guard=guard)
+            return
         self._post(
             job,
             text=text,

@@ -14,20 +14,17 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from bot.mrkdwn import (
-    escape_mrkdwn,
-    markdown_to_mrkdwn,
-    mrkdwn_link,
-    split_mrkdwn,
-    truncate_mrkdwn,
-)
+from bot.mrkdwn import escape_mrkdwn, mrkdwn_link, truncate_mrkdwn
+from bot.plain_text import markdown_to_plain
+from bot.slack_markdown import safe_markdown
 from rag_core.errors import InputError
 from rag_core.types import Citation
 
 MAX_SECTION_CHARS = 3000
 MAX_BLOCKS = 50
 MAX_CONTEXT_ELEMENTS = 10
-MAX_MESSAGE_TEXT_CHARS = 10_000  # all block text together, with room under Slack's ~12,000
+MAX_MARKDOWN_CHARS = 12_000  # one markdown block, and all of a message's together
+MAX_MESSAGE_TEXT_CHARS = 12_500  # all block text together, with room under Slack's ~13,000
 MIN_TRUNCATED_SECTION_CHARS = 200  # a shorter remainder is dropped rather than shown cut
 MAX_FALLBACK_CHARS = 3000  # Slack cuts ``text`` at 40,000; notifications want far less
 MAX_FALLBACK_SOURCES_CHARS = 1000
@@ -36,7 +33,8 @@ MAX_BUTTON_VALUE_CHARS = 2000
 MAX_SOURCES = 49  # five context blocks: "Sources:" plus 9, then 10 per block
 PROGRESS_BAR_CELLS = 20
 
-WORKING_TEXT = "Searching the docs…"
+ANSWER_FALLBACK = "Answer"
+CUT_NOTE = "The answer was cut short to fit in one Slack message."
 SOURCES_LABEL = "*Sources:*"
 FEEDBACK_BLOCK_ID = "feedback"
 FEEDBACK_UP = "feedback_up"
@@ -73,45 +71,42 @@ def answer_blocks(
     answer_id: str,
     note: str | None = None,
 ) -> list[Block]:
-    """The answer message: sections, Sources, an optional note, then 👍/👎 buttons.
+    """The answer message: a ``markdown`` block, Sources, an optional note, 👍/👎 buttons.
 
-    ``answer_text_md`` is the model's Markdown; ``answer_id`` comes back as the buttons'
-    ``value`` so feedback can be tied to the answer. An answer too long for one message
-    (50 blocks, :data:`MAX_MESSAGE_TEXT_CHARS` of text) keeps its start, ending in "…";
-    the sources, note and buttons always stay.
+    ``answer_text_md`` is the model's Markdown, shown as Slack renders standard Markdown
+    (tables included) once pings are defused (:func:`~bot.slack_markdown.safe_markdown`).
+    ``answer_id`` comes back as the buttons' ``value`` so feedback can be tied to the
+    answer. An answer too long for one message (:data:`MAX_MARKDOWN_CHARS` of Markdown,
+    :data:`MAX_MESSAGE_TEXT_CHARS` of block text in all) keeps its start, cut at a line
+    and marked "…", and a note says so; the sources, note and buttons always stay.
     """
     if not answer_id or len(answer_id) > MAX_BUTTON_VALUE_CHARS:
         raise InputError(f"An answer id must be 1 to {MAX_BUTTON_VALUE_CHARS} characters long.")
     tail = source_blocks(citations)
-    if note:
-        tail.append(context(escape_mrkdwn(note)))
+    room = MAX_MESSAGE_TEXT_CHARS - text_chars(tail) - len(CUT_NOTE) - 200
+    body = answer_markdown(answer_text_md, min(MAX_MARKDOWN_CHARS, room))
+    notes = [note] if note else []
+    if body != safe_markdown(answer_text_md).strip():
+        notes.append(CUT_NOTE)
+    tail += [context(escape_mrkdwn(text)) for text in notes]
     tail.append(feedback_actions(answer_id))
-    room_chars = MAX_MESSAGE_TEXT_CHARS - text_chars(tail)
-    return _answer_sections(answer_text_md, MAX_BLOCKS - len(tail), room_chars) + tail
+    return [markdown(body), *tail] if body else tail
 
 
-def _answer_sections(answer_text_md: str, room_blocks: int, room_chars: int) -> list[Block]:
-    """Sections of at most 3,000 characters, cut to ``room_blocks`` and ``room_chars``."""
-    kept: list[str] = []
-    left = room_chars - 1 - len(ELLIPSIS)  # room for _with_ellipsis
-    for piece in split_mrkdwn(markdown_to_mrkdwn(answer_text_md), MAX_SECTION_CHARS):
-        if len(kept) < room_blocks and len(piece) <= left:
-            kept.append(piece)
-            left -= len(piece)
-            continue
-        if len(kept) < room_blocks and left >= MIN_TRUNCATED_SECTION_CHARS:
-            kept.append(truncate_mrkdwn(piece, left))
-        elif kept:
-            kept[-1] = _with_ellipsis(kept[-1])
-        break
-    return [section(piece, expand=True) for piece in kept]
+def answer_markdown(answer_text_md: str, limit: int = MAX_MARKDOWN_CHARS) -> str:
+    """The answer's Markdown as shown: pings defused, cut to ``limit`` characters at a
+    line (code fences kept closed) with "…" when longer."""
+    text = safe_markdown(answer_text_md).strip()
+    if len(text) <= limit:
+        return text
+    return truncate_mrkdwn(text, max(limit, MIN_TRUNCATED_SECTION_CHARS))
 
 
-def _with_ellipsis(text: str) -> str:
-    """Mark a section as cut short: "…" on a line of its own, within the section limit."""
-    if len(text) + 1 + len(ELLIPSIS) <= MAX_SECTION_CHARS:
-        return f"{text}\n{ELLIPSIS}"
-    return truncate_mrkdwn(text, MAX_SECTION_CHARS - 2)
+def markdown(text: str) -> Block:
+    """A ``markdown`` block: standard Markdown, at most :data:`MAX_MARKDOWN_CHARS`."""
+    if not text or len(text) > MAX_MARKDOWN_CHARS:
+        raise InputError(f"A markdown block holds 1 to {MAX_MARKDOWN_CHARS:,} characters.")
+    return {"type": "markdown", "text": text}
 
 
 def text_chars(value: object) -> int:
@@ -165,17 +160,16 @@ def feedback_actions(answer_id: str) -> Block:
 
 
 def answer_fallback_text(answer_text_md: str, citations: Sequence[Citation]) -> str:
-    """The message's ``text``: the answer, then "Sources: [1] title <url> …", ≤ 3,000 chars.
-
-    Slack shows it in notifications and where blocks cannot be rendered.
-    """
+    """The message's ``text``: the answer as plain text, then "Sources: [1] title <url>
+    …", ≤ 3,000 chars. Slack shows it in notifications and where blocks cannot render."""
     sources = ""
     if citations:
         items = [_fallback_source(c) for c in citations]
         sources = truncate_mrkdwn("Sources: " + " ".join(items), MAX_FALLBACK_SOURCES_CHARS)
     room = MAX_FALLBACK_CHARS - (len(sources) + 2 if sources else 0)
-    answer = truncate_mrkdwn(markdown_to_mrkdwn(answer_text_md), room)
-    return "\n\n".join(part for part in (answer, sources) if part) or WORKING_TEXT
+    plain = escape_mrkdwn(markdown_to_plain(safe_markdown(answer_text_md)))
+    answer = truncate_mrkdwn(plain, room)
+    return "\n\n".join(part for part in (answer, sources) if part) or ANSWER_FALLBACK
 
 
 def _fallback_source(citation: Citation) -> str:

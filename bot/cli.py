@@ -1,5 +1,6 @@
-"""The ``ragbot`` console script: the engine's commands plus ``serve``, ``worker`` and
-``jobs``. Settings are read once, here; ``RAGBOT_LOG_FORMAT`` applies as soon as they are.
+"""The ``ragbot`` console script: the engine's commands plus ``serve``, ``worker``,
+``jobs`` and ``feedback``. Settings are read once, here; ``RAGBOT_LOG_FORMAT`` applies as
+soon as they are.
 
 ``python -m bot.cli`` runs the same thing without the console script installed.
 """
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
+from bot.feedback_cli import add_feedback_command
 from bot.jobs_cli import add_jobs_command
 from bot.log_format import configure_log_output
 from bot.settings import BotSettings, load_bot_settings
@@ -33,6 +35,7 @@ def add_bot_commands(commands: argparse._SubParsersAction) -> None:
     worker.set_defaults(handler=_cmd_worker)
 
     add_jobs_command(commands)
+    add_feedback_command(commands)
 
 
 def log_service_events(*, verbose: bool) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot.bounded_pool import BoundedThreadPool
 from bot.jobs import AskJob, NoticeJob, QueueUnavailableError, job_kind, new_job_id
@@ -51,6 +52,8 @@ INTAKE_THREADS = 8
 threads acknowledging the next ones (Slack wants every ack within 3 s)."""
 INTAKE_BACKLOG = 2000
 """Events waiting for an intake thread; past it, askers are told to ask again."""
+MAX_TITLE_CHARS = 80  # an assistant thread's title, in the pane's history list
+PRIVATE_REPLY_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,10 @@ class IncomingQuestion:
     team: str = ""
     has_files: bool = False
     is_followup: bool = False
+    private: bool = False  # answer only the asker; ``ts`` and ``thread_ts`` are then ""
+    response_url: str = ""  # where private replies go when the bot cannot post there
+    auto: bool = False  # a top-level message in an answer-everything channel
+    sets_title: bool = False  # the first question of an assistant thread: names it
 
     @classmethod
     def from_event(cls, event: dict[str, Any], body: dict[str, Any]) -> IncomingQuestion:
@@ -82,11 +89,36 @@ class IncomingQuestion:
             is_followup=bool(event.get("thread_ts")),
         )
 
+    @classmethod
+    def asked_privately(
+        cls,
+        *,
+        request_id: str,
+        channel: str,
+        user: str,
+        text: str,
+        response_url: str,
+        team: str = "",
+    ) -> IncomingQuestion:
+        """``/ask`` or the message shortcut: no message of the asker's to answer under.
+        ``request_id`` is unique per request (e.g. ``command:{trigger_id}``)."""
+        return cls(
+            event_id=request_id,
+            channel=channel,
+            ts="",
+            thread_ts="",
+            user=user,
+            text=text,
+            team=team,
+            private=True,
+            response_url=response_url,
+        )
+
     @property
     def dedup_keys(self) -> tuple[str, ...]:
         """The event id (Slack's retries) and the message (a mention's ``message`` twin)."""
-        message = f"msg:{self.channel}:{self.ts}"
-        return (f"event:{self.event_id}", message) if self.event_id else (message,)
+        keys = (f"event:{self.event_id}",) if self.event_id else ()
+        return (*keys, f"msg:{self.channel}:{self.ts}") if self.ts or not keys else keys
 
 
 def rate_limited_text(retry_after_s: int) -> str:
@@ -196,6 +228,11 @@ class Intake:
             return None
         try:
             job = self._job_for(incoming, bot_user_id)
+            if job is None:  # an auto-answer channel's message that is no question
+                return None
+            if isinstance(job, NoticeJob) and incoming.private:
+                self._post(incoming, job.text)  # the response_url: the asker alone
+                return None
             queued = self._enqueue(job)
         except Exception:  # a bug must not turn Slack's retry of the event into a duplicate
             services.dedup.release(*keys)
@@ -212,8 +249,10 @@ class Intake:
             incoming.channel,
             extra={"job_id": job.job_id, "channel": incoming.channel},
         )
-        if isinstance(job, AskJob):
+        if isinstance(job, AskJob) and incoming.ts:
             self._react(incoming)
+        if isinstance(job, AskJob) and incoming.sets_title:
+            self._set_title(incoming, job.text)
         return job.job_id
 
     def _enqueue(self, job: AskJob | NoticeJob) -> bool:
@@ -225,11 +264,14 @@ class Intake:
             return False
         return True
 
-    def _job_for(self, incoming: IncomingQuestion, bot_user_id: str) -> AskJob | NoticeJob:
-        """The answer to queue, or the notice saying why there will be none."""
+    def _job_for(self, incoming: IncomingQuestion, bot_user_id: str) -> AskJob | NoticeJob | None:
+        """The answer to queue, or the notice saying why there will be none; ``None`` for
+        an auto-answer channel's message without a question (nobody asked the bot)."""
         services = self._services
         question = question_from_text(incoming.text, bot_user_id=bot_user_id)
         limit = services.settings.max_question_chars
+        if incoming.auto and not 0 < len(question) <= limit:
+            return None
         if not question:
             reason = "files_only" if incoming.has_files else "empty"
             services.metrics.intake_refused.labels(reason=reason).inc()
@@ -252,6 +294,9 @@ class Intake:
             team=incoming.team,
             is_followup=incoming.is_followup,
             enqueued_at=time.time(),
+            private=incoming.private,
+            response_url=incoming.response_url,
+            auto=incoming.auto,
         )
 
     def _queue_down(self, incoming: IncomingQuestion, job: AskJob | NoticeJob) -> None:
@@ -274,10 +319,24 @@ class Intake:
                 "could not react to %s in %s: %s", incoming.ts, incoming.channel, _why(error)
             )
 
-    def _post(self, incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -> None:
-        """Best effort, one try; a failure is logged at error level (the asker is not told)."""
+    def _set_title(self, incoming: IncomingQuestion, question: str) -> None:
+        """Name the assistant thread after its first question; best effort, one try."""
         try:
-            if ephemeral:
+            self._client.assistant_threads_setTitle(
+                channel_id=incoming.channel,
+                thread_ts=incoming.thread_ts,
+                title=thread_title(question),
+            )
+        except Exception as error:  # the answer comes either way
+            log.warning("could not title thread %s: %s", incoming.thread_ts, _why(error))
+
+    def _post(self, incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -> None:
+        """Best effort, one try; a failure is logged at error level (the asker is not told).
+        A private question's reply goes to its ``response_url``, seen by the asker alone."""
+        try:
+            if incoming.private:
+                _respond_privately(incoming.response_url, text)
+            elif ephemeral:
                 self._client.chat_postEphemeral(
                     channel=incoming.channel,
                     user=incoming.user,
@@ -309,6 +368,25 @@ def _notice(incoming: IncomingQuestion, text: str, *, ephemeral: bool = False) -
         ephemeral=ephemeral,
         enqueued_at=time.time(),
     )
+
+
+def thread_title(question: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """``question`` on one line, cut at a word to ``limit`` characters ("…" when cut)."""
+    line = " ".join(question.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1].rsplit(" ", 1)[0] or line[: limit - 1]
+    return f"{cut}…"
+
+
+def _respond_privately(response_url: str, text: str) -> None:
+    """One ephemeral post to a slash command's or shortcut's ``response_url``."""
+    if not response_url:
+        raise ValueError("a private question without a response_url")
+    client = WebhookClient(response_url, timeout=PRIVATE_REPLY_TIMEOUT_S, retry_handlers=[])
+    response = client.send(text=text, response_type="ephemeral", replace_original=False)
+    if response.status_code != 200:
+        raise ValueError(f"response_url answered HTTP {response.status_code}: {response.body}")
 
 
 def _why(error: Exception) -> str:

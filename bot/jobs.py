@@ -71,6 +71,9 @@ class AskJob:
     team: str = ""
     is_followup: bool = False
     enqueued_at: float = field(default_factory=time.time)
+    private: bool = False  # answer only the asker (``/ask``, the message shortcut)
+    response_url: str = ""  # where a private answer goes when the bot is not in the channel
+    auto: bool = False  # asked without a mention in an answer-everything channel
 
 
 @dataclass(frozen=True, slots=True)

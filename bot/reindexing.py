@@ -13,10 +13,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.conversation_state import ReindexLock
+from bot.index_status import IndexStatus, IndexStatusStore
 from bot.jobs import LeaseLost, ReindexJob
 from bot.slack_retry import slack_error_code
 from rag_core.errors import RagbotError
 from rag_core.ingest.indexer import Indexer, IndexProgress, IndexSummary
+from rag_core.store import MilvusStore
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,14 @@ class ReindexHandler:
 
     A heartbeat that raises :class:`~bot.jobs.LeaseLost` (another worker owns the job
     now) stops the re-index: the error propagates, and the lock, which now belongs to
-    the new owner, is kept.
+    the new owner, is kept. A finished re-index is recorded in ``index_status`` (what the
+    App Home tab shows) with the user who started it.
     """
 
     indexer: Indexer
     client: WebClient
     lock: ReindexLock
+    index_status: IndexStatusStore | None = None
 
     def handle(self, job: ReindexJob, *, heartbeat: Callable[[], None]) -> None:
         reporter = ProgressReporter(self.client, job, heartbeat=heartbeat, lock=self.lock)
@@ -65,6 +69,17 @@ class ReindexHandler:
         finally:
             if owner:
                 self.lock.release(job.job_id)
+        if self.index_status is not None:
+            self.index_status.put(
+                IndexStatus(
+                    version=summary.version,
+                    chunks=summary.chunks_total,
+                    documents=summary.files,
+                    built_at=time.time(),
+                    built_by=job.user,
+                    embed_model=self.indexer.embedder.model_id,
+                )
+            )
         reporter.show(summary_text(summary), blocks.reindex_summary_blocks(summary_fields(summary)))
 
     def give_up(self, job: ReindexJob) -> None:
@@ -76,6 +91,23 @@ class ReindexHandler:
                 "Re-index failed repeatedly (see the worker's logs). "
                 "The previous index is still serving."
             ),
+        )
+
+
+def record_served_index(status: IndexStatusStore, store: MilvusStore) -> None:
+    """At worker start-up: record what ``store`` serves for the App Home tab (a Milvus
+    error is logged; the tab then shows the last record)."""
+    try:
+        info = store.index_info()
+    except RagbotError as error:
+        log.warning("could not read the served index for the home tab: %s", error)
+        return
+    if info is not None:
+        status.record_served(
+            version=info.version,
+            chunks=info.chunk_count,
+            built_at=info.created_at.timestamp() if info.created_at else 0.0,
+            embed_model=info.embed_model,
         )
 
 

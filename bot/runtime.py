@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from bot.answer_records import AnswerRecords
+from bot.answer_stats import AnswerStats
 from bot.conversation_state import ReindexLock, ThreadRegistry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
 from bot.health import Health, redis_check
+from bot.index_status import IndexStatusStore
 from bot.jobs import JobQueue
 from bot.ledger import JobLedger
 from bot.metrics import BotMetrics
@@ -20,6 +23,7 @@ from bot.queue import InMemoryJobLedger, InMemoryJobQueue, RedisJobLedger, Redis
 from bot.ratelimit import RateLimiter
 from bot.services import BotServices
 from bot.settings import BotSettings
+from bot.shared_answers import shared_answers
 
 if TYPE_CHECKING:
     from bot.worker_pool import WorkerPool
@@ -102,9 +106,13 @@ def build_services(
             client, prefix=prefix, limit=settings.rate_limit, window_s=settings.rate_window_s
         ),
         feedback=FeedbackStore(client, prefix=prefix),
+        answers=AnswerRecords(client, prefix=prefix),
+        shares=shared_answers(client, prefix=prefix),
         threads=ThreadRegistry(client, prefix=prefix),
         reindex_lock=ReindexLock(client, prefix=prefix),
         metrics=BotMetrics(),
+        stats=AnswerStats(client, prefix=prefix),
+        index_status=IndexStatusStore(client, prefix=prefix),
     )
     services.metrics.watch_queue(queue)
     return services

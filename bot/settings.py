@@ -47,6 +47,20 @@ class BotSettings(Settings):
         default=25.0, ge=0, description="On SIGTERM, a job in hand gets this long to finish."
     )
 
+    auto_answer_channels: str = Field(
+        default="",
+        description="Comma-separated channel ids where every top-level question is answered.",
+    )
+    suggested_prompts: str = Field(
+        default=(
+            "How do I get started?|What can I configure?|How do I troubleshoot a failed deployment?"
+        ),
+        description="Prompts the assistant pane suggests, separated by '|' (at most 4).",
+    )
+    stream_answers: bool = Field(
+        default=True, description="Stream generated answers into Slack as they are written."
+    )
+
     metrics_port: int = Field(
         default=9100, ge=0, le=65535, description="Exporter of workers and Socket Mode; 0 = off."
     )
@@ -60,6 +74,15 @@ class BotSettings(Settings):
     @property
     def admin_ids(self) -> frozenset[str]:
         return frozenset(u.strip() for u in self.admin_user_ids.split(",") if u.strip())
+
+    @property
+    def auto_answer_channel_ids(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.auto_answer_channels.split(",") if c.strip())
+
+    @property
+    def suggested_prompt_list(self) -> list[str]:
+        """The assistant pane's suggested prompts (Slack shows at most 4)."""
+        return [p.strip() for p in self.suggested_prompts.split("|") if p.strip()][:4]
 
 
 def load_bot_settings(**overrides: object) -> BotSettings:

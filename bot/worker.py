@@ -332,7 +332,9 @@ class Worker:
         if not self._still_owned(guard):
             return
         job = delivery.job
-        if refused and isinstance(job, AskJob | NoticeJob):
+        if refused and isinstance(job, AskJob) and job.private and self.ask.private is not None:
+            self.ask.private.tell_refused(job, refused)
+        elif refused and isinstance(job, AskJob | NoticeJob):
             self.poster.tell_refused(job, refused)
         else:
             self._tell_user_failed(job)

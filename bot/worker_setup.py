@@ -13,7 +13,8 @@ from bot.app import build_web_client
 from bot.lifecycle import termination_signals, wait_until_set
 from bot.metrics_server import start_exporter
 from bot.posting import ThreadPoster
-from bot.reindexing import ReindexHandler
+from bot.private_answers import PrivateAnswers
+from bot.reindexing import ReindexHandler, record_served_index
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from bot.slack_retry import SlackRetry, slack_error_code, without_sdk_retries
@@ -35,6 +36,7 @@ def build_worker(
     is best-effort, keeps ``client`` as it is)."""
     models = load_models(settings)
     store = open_store(settings)
+    record_served_index(runtime.services.index_status, store)
     pipeline = build_pipeline(settings, models, store)
     if runtime.redis is not None:
         prefix = settings.redis_prefix
@@ -71,11 +73,16 @@ def build_worker(
             bot_user_id=bot_user_id,
             history_max_messages=settings.history_max_messages,
             metrics=services.metrics,
+            answers=services.answers,
+            stats=services.stats,
+            private=PrivateAnswers(answer_client, poster.retry),
+            stream_answers=settings.stream_answers,
         ),
         reindex=ReindexHandler(
             indexer=build_indexer(settings, models, store),
             client=client,
             lock=services.reindex_lock,
+            index_status=services.index_status,
         ),
         poster=poster,
         metrics=services.metrics,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +40,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+TextSink = Callable[[str], None]
+"""Receives an answer's text piece by piece as the model streams it."""
+
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 LOCAL_API_KEY = "not-needed"
 """Sent when only a base URL is set: local OpenAI-compatible servers ignore the key."""
@@ -51,6 +54,7 @@ EXTRACTIVE_LABEL = (
 NOT_COVERED_TEXT = "The docs don't seem to cover this."
 CONDENSE_MAX_TOKENS = 200
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9*_.\-]{4,}")
 _SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "。", "！", "？")
@@ -126,18 +130,33 @@ class ChatGenerator:
         return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
     def answer(
-        self, question: str, passages: Sequence[ScoredChunk], *, history: Sequence[Turn] = ()
+        self,
+        question: str,
+        passages: Sequence[ScoredChunk],
+        *,
+        history: Sequence[Turn] = (),
+        on_text: TextSink | None = None,
     ) -> GeneratedAnswer:
         """Answer ``question`` from ``passages`` (numbered from 1 in the prompt), citing them.
 
         ``history`` is the earlier conversation, oldest first; the most recent turns
-        that fit a budget are sent. Raises :class:`GenerationError` when the model
-        fails or returns nothing, :class:`InputError` for an empty question.
+        that fit a budget are sent. With ``on_text`` the reply is streamed: each piece
+        of text is passed to it as the model writes it (a leading ``<think>`` block left
+        out), and whatever ``on_text`` raises ends the request and propagates. The
+        returned answer is the whole reply with its citation markers renumbered (see
+        :func:`extract_citations`), so it may differ from the streamed text there.
+        Raises :class:`GenerationError` when the model fails, mid-stream included, or
+        returns nothing, :class:`InputError` for an empty question.
         """
         if not question.strip():
             raise InputError("The question is empty.")
         messages = answer_messages(question, passages, history)
-        text = self._complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        if on_text is None:
+            text = self._complete(
+                messages, temperature=self.temperature, max_tokens=self.max_tokens
+            )
+        else:
+            text = self._stream(messages, on_text)
         if not text:
             raise GenerationError(
                 f"The language model {self.model} at {self.base_url} returned an empty answer."
@@ -174,6 +193,55 @@ class ChatGenerator:
         if choice.finish_reason == "length":
             log.warning("Answer from %s was cut at max_tokens=%d", self.model, max_tokens)
         return _THINKING.sub("", choice.message.content or "").strip()
+
+    def _stream(self, messages: list[Message], on_text: TextSink) -> str:
+        """One streamed chat completion; ``on_text`` gets the visible text piece by piece."""
+        visible = ThinkingFilter()
+        pieces: list[str] = []
+        refused: list[BaseException] = []  # what on_text raised: not the model's fault
+
+        def emit(text: str) -> None:
+            if text:
+                pieces.append(text)
+                try:
+                    on_text(text)
+                except BaseException as error:
+                    refused.append(error)
+                    raise
+
+        finish = None
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                stream=True,
+            )
+            with stream:
+                for chunk in stream:
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish = choice.finish_reason or finish
+                    emit(visible.feed(choice.delta.content or ""))
+        except openai.APIError as error:
+            raise self._error(error) from error
+        except Exception as error:  # the connection broke mid-stream, or on_text failed
+            if refused and error is refused[0]:
+                raise
+            raise GenerationError(
+                f"The language model {self.model} at {self.base_url} stopped mid-answer "
+                f"({type(error).__name__})."
+            ) from error
+        if finish is None:  # the server closed the stream without saying it was done
+            raise GenerationError(
+                f"The language model {self.model} at {self.base_url} stopped mid-answer."
+            )
+        emit(visible.close())
+        if finish == "length":
+            log.warning("Answer from %s was cut at max_tokens=%d", self.model, self.max_tokens)
+        return "".join(pieces).strip()
 
     def _timeout_s(self) -> float:
         """Seconds each attempt may take, from the client (a number or an httpx timeout)."""
@@ -214,6 +282,47 @@ class ChatGenerator:
                 f"The language model {where} rejected the request (HTTP {status}): {detail}"
             )
         return GenerationError(f"The language model {where} sent an unusable reply: {detail}")
+
+
+class ThinkingFilter:
+    """Leaves a leading ``<think>…</think>`` block (and the blank space after it) out of
+    streamed text, as :data:`_THINKING` does for a whole reply; text is held back only
+    while it could still be the start of such a block."""
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._state = "start"  # "start" → "thinking" → "text"
+
+    def feed(self, text: str) -> str:
+        """The part of ``text`` (after what came before) that is visible answer text."""
+        if self._state == "text":
+            return text
+        self._held += text
+        if self._state == "start":
+            opening = self._held.lstrip()
+            if opening.startswith(THINK_OPEN):
+                self._state = "thinking"
+            elif THINK_OPEN.startswith(opening):
+                return ""  # maybe "<thi…": wait for more
+            else:
+                self._state, held, self._held = "text", self._held, ""
+                return held.lstrip()
+        end = self._held.find(THINK_CLOSE)
+        if end < 0:
+            return ""
+        rest = self._held[end + len(THINK_CLOSE) :].lstrip()
+        self._held = ""
+        if rest:
+            self._state = "text"
+        else:
+            self._state = "start"  # only blank space so far after the block
+        return rest
+
+    def close(self) -> str:
+        """What is still held when the reply ends (an unfinished block is dropped)."""
+        held, self._held = self._held, ""
+        visible = self._state == "start" and not held.lstrip().startswith(THINK_OPEN)
+        return held.lstrip() if visible else ""
 
 
 def extractive_answer(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from rag_core.errors import InputError
 from rag_core.generation import (
     ChatGenerator,
     GeneratedAnswer,
+    TextSink,
     extractive_answer,
     not_covered_answer,
 )
@@ -28,6 +29,9 @@ from rag_core.store import MilvusStore
 from rag_core.types import Answer, AnswerKind, Embedder, Reranker, ScoredChunk, Turn
 
 log = logging.getLogger(__name__)
+
+StageSink = Callable[[str, int], None]
+"""Told each stage of an answer as it starts, with how many passages it works on."""
 
 
 @dataclass(slots=True)
@@ -99,8 +103,10 @@ class RagPipeline:
         candidates: int | None = None,
         top_n: int | None = None,
         rerank: bool | None = None,
+        on_stage: StageSink | None = None,
     ) -> Retrieval:
-        """Search Milvus for candidates, rerank them, keep the best ``top_n``."""
+        """Search Milvus for candidates, rerank them, keep the best ``top_n``
+        (``on_stage``: see :meth:`ask`)."""
         mode = self.settings.search_mode if mode is None else mode
         candidates = self.settings.candidates if candidates is None else candidates
         top_n = self.settings.top_n if top_n is None else top_n
@@ -119,6 +125,8 @@ class RagPipeline:
         if not use_reranker or not found:
             return Retrieval(question, found, found[:top_n], False, timings)
         assert self.reranker is not None
+        if on_stage is not None:
+            on_stage("rerank", len(found))
         with _timed(timings, "rerank"):
             scores = self.reranker.score(question, [c.chunk.embed_text for c in found])
         rescored = [ScoredChunk(c.chunk, c.score, s) for c, s in zip(found, scores, strict=True)]
@@ -136,8 +144,22 @@ class RagPipeline:
 
     # -- the verb -----------------------------------------------------------------
 
-    def ask(self, question: str, *, history: Sequence[Turn] = ()) -> Answer:
-        """Answer a question (with the conversation so far) from the indexed docs."""
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        on_text: TextSink | None = None,
+        on_stage: StageSink | None = None,
+    ) -> Answer:
+        """Answer a question (with the conversation so far) from the indexed docs.
+
+        ``on_text``: a generated answer is streamed to it as the model writes it
+        (cached, extractive and not-covered answers are not: they come whole).
+        ``on_stage``: told ``("search", 0)`` before retrieval, ``("rerank", n)`` before
+        the reranker reads ``n`` candidates and ``("write", n)`` before the model writes
+        from ``n`` passages, so a caller can show what is happening.
+        """
         question = validate_question(question, max_chars=self.settings.max_question_chars)
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -153,10 +175,14 @@ class RagPipeline:
             cached.timings_ms = {"cache": round((time.perf_counter() - started) * 1000, 1)}
             log.info("answer cache hit", extra={"index_version": info.version})
             return cached
-        retrieval = self.retrieve(standalone)
+        if on_stage is not None:
+            on_stage("search", 0)
+        retrieval = self.retrieve(standalone, on_stage=on_stage)
         timings.update(retrieval.timings_ms)
         with _timed(timings, "generate"):
-            generated, kind = self._answer(question, retrieval, history)
+            generated, kind = self._answer(
+                question, retrieval, history, on_text=on_text, on_stage=on_stage
+            )
         timings["total"] = round((time.perf_counter() - started) * 1000, 1)
         answer = Answer(
             question=question,
@@ -193,7 +219,13 @@ class RagPipeline:
         return self.answer_cache.get(index_version, standalone, settings_key=self.cache_key)
 
     def _answer(
-        self, question: str, retrieval: Retrieval, history: Sequence[Turn]
+        self,
+        question: str,
+        retrieval: Retrieval,
+        history: Sequence[Turn],
+        *,
+        on_text: TextSink | None = None,
+        on_stage: StageSink | None = None,
     ) -> tuple[GeneratedAnswer, AnswerKind]:
         passages = retrieval.passages
         best = retrieval.best_rerank_score
@@ -201,4 +233,7 @@ class RagPipeline:
             return not_covered_answer(question, passages[:3]), AnswerKind.NOT_COVERED
         if self.generator is None:
             return extractive_answer(question, passages), AnswerKind.EXTRACTIVE
-        return self.generator.answer(question, passages, history=history), AnswerKind.GENERATED
+        if on_stage is not None:
+            on_stage("write", len(passages))
+        generated = self.generator.answer(question, passages, history=history, on_text=on_text)
+        return generated, AnswerKind.GENERATED

@@ -9,13 +9,14 @@ import pytest
 from slack_sdk.models.blocks import Block as SdkBlock
 
 from bot.blocks import (
+    CUT_NOTE,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
     MAX_BLOCKS,
     MAX_CONTEXT_ELEMENTS,
     MAX_FALLBACK_CHARS,
+    MAX_MARKDOWN_CHARS,
     MAX_MESSAGE_TEXT_CHARS,
-    MAX_SECTION_CHARS,
     answer_blocks,
     answer_fallback_text,
     error_blocks,
@@ -25,7 +26,6 @@ from bot.blocks import (
     reindex_summary_blocks,
     text_chars,
 )
-from bot.mrkdwn import markdown_to_mrkdwn
 from rag_core.errors import InputError
 from rag_core.types import Citation
 
@@ -60,39 +60,50 @@ def _long_answer(chars: int) -> str:
     return "\n\n".join(parts)[:chars]
 
 
-def _sections(blocks: list[dict]) -> list[str]:
-    return [b["text"]["text"] for b in blocks if b["type"] == "section"]
+def _markdown(blocks: list[dict]) -> list[str]:
+    return [b["text"] for b in blocks if b["type"] == "markdown"]
 
 
 def test_a_40000_character_answer_keeps_to_the_limits() -> None:
     blocks = answer_blocks(_long_answer(40_000), _citations(12), answer_id="a1", note="A note.")
     _assert_valid(blocks)
-    sections = _sections(blocks)
-    assert all(0 < len(text) <= MAX_SECTION_CHARS for text in sections)
+    [body] = _markdown(blocks)
+    assert blocks[0]["type"] == "markdown"
+    assert len(body) <= MAX_MARKDOWN_CHARS
     assert text_chars(blocks) <= MAX_MESSAGE_TEXT_CHARS
-    assert sum(map(len, sections)) > MAX_MESSAGE_TEXT_CHARS - 1500  # the room is used
-    assert sections[-1].endswith("…") or sections[-1].endswith("…\n```")
-    assert [b["type"] for b in blocks[-4:]] == ["context", "context", "context", "actions"]
-    assert blocks[-2]["elements"][0]["text"] == "A note."
+    assert len(body) > MAX_MESSAGE_TEXT_CHARS - 2500  # the room is used
+    assert body.endswith("…") or body.endswith("…\n```")
+    assert body.count("```") % 2 == 0  # a cut code block is closed again
+    kinds = [b["type"] for b in blocks]
+    assert kinds[-4:] == ["context", "context", "context", "actions"]
+    notes = [e["text"] for e in blocks[-3]["elements"] + blocks[-2]["elements"]]
+    assert notes == ["A note.", CUT_NOTE]
 
 
-def test_an_answer_that_fits_is_kept_whole() -> None:
-    answer = _long_answer(8_000)
+def test_an_answer_that_fits_is_kept_whole_as_markdown() -> None:
+    answer = _long_answer(8_000) + "\n\n| a | b |\n|---|---|\n| 1 | 2 |"
     blocks = answer_blocks(answer, [], answer_id="a")
     _assert_valid(blocks)
-    sections = _sections(blocks)
-    assert len(sections) >= 3
-    assert all(section["expand"] for section in blocks if section["type"] == "section")
-    squash = re.compile(r"\s+|```")
-    assert squash.sub("", "".join(sections)) == squash.sub("", markdown_to_mrkdwn(answer))
-    assert "…" not in "".join(sections)
+    assert _markdown(blocks) == [answer.strip()]  # standard Markdown, tables included
+    assert CUT_NOTE not in json.dumps(blocks)
+
+
+def test_the_model_cannot_ping_anyone() -> None:
+    answer = "Ask <!channel> or <!here>, <@U123>, <!subteam^S1|@ops> and @everyone [1]."
+    blocks = answer_blocks(answer, _citations(1), answer_id="a")
+    [body] = _markdown(blocks)
+    assert "<!" not in body and "<@" not in body
+    assert not re.search(r"(?<!\w)@(channel|here|everyone)\b", body)
+    assert "channel" in body and "here" in body and "ops" in body  # still readable
+    fallback = answer_fallback_text(answer, [])
+    assert "<!" not in fallback and "<@" not in fallback
 
 
 def test_the_most_sources_still_fit_in_one_message() -> None:
     blocks = answer_blocks(_long_answer(40_000), _citations(60), answer_id="a", note="n")
     _assert_valid(blocks)
     assert text_chars(blocks) <= MAX_MESSAGE_TEXT_CHARS
-    assert _sections(blocks)
+    assert _markdown(blocks)
     assert blocks[-1]["type"] == "actions"
 
 
@@ -144,10 +155,13 @@ def test_buttons_carry_the_answer_id() -> None:
         answer_blocks("Text", [], answer_id="")
 
 
-def test_fallback_text_has_the_answer_and_sources() -> None:
-    text = answer_fallback_text("The **answer** [1].", _citations(2))
+def test_fallback_text_is_plain_with_the_sources() -> None:
+    text = answer_fallback_text(
+        "## Setup\n\nThe **answer** is [here](https://x.io/a) [1].\n\n- one\n- two", _citations(2)
+    )
     assert text == (
-        "The *answer* [1].\n\nSources: [1] Guide 1 <https://docs.example.com/guide-1#part> "
+        "Setup\n\nThe answer is here (https://x.io/a) [1].\n\n• one\n• two\n\n"
+        "Sources: [1] Guide 1 <https://docs.example.com/guide-1#part> "
         "[2] Guide 2 <https://docs.example.com/guide-2#part>"
     )
 

@@ -37,11 +37,12 @@ def posts_in_thread(slack_api, sent: Sent) -> list:
 
 
 def assert_answer_message(message: dict, *, answer_id_pattern: str = r"^[0-9a-f]{32}$") -> None:
-    """Sections, then Sources whose ``<url|[n] title>`` numbers match the text, then 👍/👎."""
+    """The answer as Markdown, then Sources whose ``<url|[n] title>`` numbers match the
+    text, then 👍/👎."""
     blocks = message["blocks"]
     kinds = [block["type"] for block in blocks]
-    assert kinds[0] == "section" and kinds[-1] == "actions", kinds
-    answer_text = " ".join(b["text"]["text"] for b in blocks if b["type"] == "section")
+    assert kinds[0] == "markdown" and kinds[-1] == "actions", kinds
+    answer_text = " ".join(b["text"] for b in blocks if b["type"] == "markdown")
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer_text)}
     sources = [b for b in blocks if b["type"] == "context"]
     elements = [e["text"] for block in sources for e in block["elements"]]

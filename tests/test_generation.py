@@ -14,6 +14,7 @@ from rag_core.generation import (
     EXTRACTIVE_LABEL,
     NOT_COVERED_TEXT,
     ChatGenerator,
+    ThinkingFilter,
     build_openai_client,
     extractive_answer,
     not_covered_answer,
@@ -361,3 +362,63 @@ def test_generator_validates_its_settings(openai_server):
         ChatGenerator(client, model="m", temperature=3.0)
     with pytest.raises(ConfigError):
         ChatGenerator(client, model="m", max_tokens=0)
+
+
+# Streaming
+
+
+def test_a_streamed_answer_reaches_the_sink_piece_by_piece(openai_server):
+    openai_server.reply = lambda request: "<think>plan it</think>\n\nRun `make` [2] then [1]."
+    pieces: list[str] = []
+
+    answer = generator(openai_server).answer("How?", passages(2), on_text=pieces.append)
+
+    [request] = openai_server.requests
+    assert request.json["stream"] is True
+    assert len(pieces) > 3  # one per token, as the server sent them
+    assert "".join(pieces) == "Run `make` [2] then [1]."  # no thinking block
+    assert answer.text == "Run `make` [1] then [2]."  # renumbered once complete
+    assert [c.path for c in answer.citations] == ["guides/doc2.md", "guides/doc1.md"]
+
+
+def test_a_stream_cut_mid_answer_is_a_generation_error(openai_server):
+    openai_server.cut_stream(3)
+    pieces: list[str] = []
+
+    with pytest.raises(GenerationError, match="stopped mid-answer"):
+        generator(openai_server).answer("How?", passages(2), on_text=pieces.append)
+    assert 0 < len(pieces) <= 3
+
+
+def test_what_the_sink_raises_ends_the_stream_unchanged(openai_server):
+    class Stop(Exception):
+        pass
+
+    def sink(text: str) -> None:
+        raise Stop(text)
+
+    with pytest.raises(Stop):
+        generator(openai_server).answer("How?", passages(2), on_text=sink)
+
+
+def test_a_rate_limited_stream_is_busy(openai_server):
+    openai_server.fail(429, times=None, retry_after=FAST)
+
+    with pytest.raises(GenerationError) as caught:
+        generator(openai_server, max_retries=1).answer("How?", passages(1), on_text=print)
+    assert caught.value.busy
+
+
+@pytest.mark.parametrize(
+    ("pieces", "shown"),
+    [
+        (["<th", "ink>a</th", "ink>  b", "c"], "bc"),
+        ([" ", "No"], "No"),
+        ([" <", "t"], "<t"),  # not a thinking block after all
+        (["<think>never closed"], ""),
+        (["Plain ", "<think> in the middle"], "Plain <think> in the middle"),
+    ],
+)
+def test_thinking_filter(pieces, shown):
+    visible = ThinkingFilter()
+    assert "".join(visible.feed(p) for p in pieces) + visible.close() == shown

@@ -100,7 +100,10 @@ def test_message_errors(slack_api: SlackApiStandIn, slack_client: WebClient) -> 
     assert _error(lambda: slack_client.conversations_replies(channel="C1", ts="9.9")) == (
         "thread_not_found"
     )
-    assert _error(lambda: slack_client.views_publish(user_id="U1", view={})) == "unknown_method"
+    assert _error(lambda: slack_client.pins_add(channel="C1", timestamp="1.0")) == "unknown_method"
+    assert _error(lambda: slack_client.views_publish(user_id="U1", view={})) == (
+        "invalid_arguments"  # a view needs a type and blocks
+    )
 
 
 def test_reactions_like_slack(slack_api: SlackApiStandIn, slack_client: WebClient) -> None:
@@ -242,3 +245,105 @@ def test_bolt_app_handles_signed_bodies(
 
     forged = {**FORM, **sign_request(body, "not-the-secret")}
     assert app.dispatch(BoltRequest(body=body, headers=forged)).status == 401
+
+
+def test_streams_like_slack(slack_api: SlackApiStandIn, slack_client: WebClient) -> None:
+    slack_api.seed_message("C1", "1700000000.000100", "How?", user="U1")
+    thread = "1700000000.000100"
+    assert (
+        _error(  # outside DMs Slack wants the user and team it streams to
+            lambda: slack_client.chat_startStream(channel="C1", thread_ts=thread, markdown_text="x")
+        )
+        == "invalid_arguments"
+    )
+    stream = slack_client.chat_stream(
+        channel="C1",
+        thread_ts=thread,
+        recipient_user_id="U1",
+        recipient_team_id="T1",
+        buffer_size=1,
+    )
+    stream.append(markdown_text="**Hello** ")
+    stream.append(markdown_text="world")
+    assert slack_api.streaming("C1", stream.ts)
+    stream.stop(blocks=[{"type": "context", "elements": [{"type": "mrkdwn", "text": "src"}]}])
+    [message] = [m for m in slack_api.thread("C1", thread) if m.get("bot_id")]
+    assert message["text"] == "**Hello** world"
+    assert message["blocks"][0]["type"] == "context"
+    assert not slack_api.streaming("C1", stream.ts)
+    assert slack_api.was_streamed("C1", stream.ts)
+    assert (
+        _error(  # an append to a stopped stream
+            lambda: slack_client.chat_appendStream(channel="C1", ts=stream.ts, markdown_text="more")
+        )
+        == "message_not_in_streaming_state"
+    )
+    assert (
+        _error(lambda: slack_client.chat_appendStream(channel="C1", ts="1.1", markdown_text="x"))
+        == "message_not_found"
+    )
+
+
+def test_streams_expire_and_an_update_ends_them(
+    slack_api: SlackApiStandIn, slack_client: WebClient
+) -> None:
+    started = slack_client.chat_startStream(channel="D1", thread_ts="1.1", markdown_text="Hi")
+    slack_api.stream_lifetime_s = 0.0
+    time.sleep(0.01)
+    assert (
+        _error(
+            lambda: slack_client.chat_appendStream(
+                channel="D1", ts=started["ts"], markdown_text="x"
+            )
+        )
+        == "message_not_in_streaming_state"
+    )
+    slack_api.stream_lifetime_s = 300.0
+    again = slack_client.chat_startStream(channel="D1", thread_ts="1.1", markdown_text="Hi")
+    slack_client.chat_update(channel="D1", ts=again["ts"], text="Whole answer")
+    assert not slack_api.streaming("D1", again["ts"])
+    assert slack_api.message("D1", again["ts"])["text"] == "Whole answer"
+    too_long = "x" * 12_001
+    assert (
+        _error(
+            lambda: slack_client.chat_startStream(
+                channel="D1", thread_ts="1.1", markdown_text=too_long
+            )
+        )
+        == "msg_too_long"
+    )
+
+
+def test_block_limits_like_slack(slack_api: SlackApiStandIn, slack_client: WebClient) -> None:
+    def post(blocks: list[dict]) -> str:
+        return _error(lambda: slack_client.chat_postMessage(channel="C1", text="t", blocks=blocks))
+
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "s"}}
+    assert post([section] * 51) == "invalid_blocks"
+    assert post([{"type": "markdown", "text": "m" * 12_001}]) == "invalid_blocks"
+    assert post([{"type": "markdown", "text": ""}]) == "invalid_blocks"
+    over = [{"type": "markdown", "text": "m" * 11_000}, {**section, "text": {**section["text"]}}]
+    over[1]["text"]["text"] = "s" * 2_500
+    assert post(over) == "msg_blocks_too_long"
+    ok = slack_client.chat_postMessage(
+        channel="C1", text="t", blocks=[{"type": "markdown", "text": "m" * 12_000}, section]
+    )
+    assert ok["ok"]
+
+
+def test_assistant_status_needs_its_arguments(
+    slack_api: SlackApiStandIn, slack_client: WebClient
+) -> None:
+    slack_client.assistant_threads_setStatus(
+        channel_id="D1", thread_ts="1.1", status="Searching…", loading_messages=["a", "b"]
+    )
+    slack_client.assistant_threads_setStatus(channel_id="D1", thread_ts="1.1", status="")
+    assert slack_api.statuses("D1", "1.1") == ["Searching…", ""]
+    assert (
+        _error(
+            lambda: slack_client.assistant_threads_setStatus(
+                channel_id="D1", thread_ts="1.1", status="x", loading_messages=["m"] * 11
+            )
+        )
+        == "invalid_arguments"
+    )

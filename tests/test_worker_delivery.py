@@ -91,7 +91,7 @@ def test_a_worker_whose_job_was_claimed_by_another_does_not_post(slack_api, part
     claimed = []
 
     class StolenMidway(CountingPipeline):
-        def ask(self, text, *, history=None):  # type: ignore[no-untyped-def]
+        def ask(self, text, *, history=None, **streaming):  # type: ignore[no-untyped-def]
             claimed.extend(queue.claim_stale("w2", min_idle_ms=0))
             return CountingPipeline.ask(self, text, history=history)
 
@@ -116,7 +116,7 @@ def test_a_newer_fence_token_stops_the_older_delivery(slack_api, parts) -> None:
     queue.enqueue(job)
 
     class Overtaken(CountingPipeline):
-        def ask(self, text, *, history=None):  # type: ignore[no-untyped-def]
+        def ask(self, text, *, history=None, **streaming):  # type: ignore[no-untyped-def]
             ledger.mark_running(job.job_id, "a-newer-delivery")
             return CountingPipeline.ask(self, text, history=history)
 

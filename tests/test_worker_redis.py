@@ -102,7 +102,7 @@ def test_redis_turning_read_only_mid_job_leaves_one_answer_after_recovery(
     failover = contextlib.ExitStack()
 
     class FailoverMidway(CountingPipeline):
-        def ask(self, text, *, history=None):  # type: ignore[no-untyped-def]
+        def ask(self, text, *, history=None, **streaming):  # type: ignore[no-untyped-def]
             if self.runs == 0:
                 failover.enter_context(broken(admin, "readonly"))
                 threading.Timer(1.0, failover.close).start()

@@ -54,7 +54,9 @@ def register(app: App, services: BotServices) -> None:
         ack()
         services.metrics.events_received.labels(kind="command").inc()
         try:
-            text = start_reindex(command, services=services, client=client)
+            text = start_reindex(
+                command["user_id"], command.get("text", ""), services=services, client=client
+            )
         except Exception:
             log.exception("/reindex from %s failed", command.get("user_id"))
             text = FAILED_TEXT
@@ -64,13 +66,16 @@ def register(app: App, services: BotServices) -> None:
             log.warning("could not answer /reindex from %s: %s", command.get("user_id"), error)
 
 
-def start_reindex(command: dict[str, Any], *, services: BotServices, client: WebClient) -> str:
-    """Check, lock and queue a re-index; returns what to tell the caller."""
-    user_id = command["user_id"]
+def start_reindex(
+    user_id: str, path_argument: str = "", *, services: BotServices, client: WebClient
+) -> str:
+    """Check, lock and queue a re-index of ``path_argument`` (under the docs root; ""
+    for all of it) for ``user_id``, as ``/reindex`` and the App Home button do; returns
+    what to tell them. Raises on unexpected errors (the lock is then free again)."""
     if not is_admin(user_id, services=services, client=client):
         return NOT_ADMIN_TEXT
     root = services.settings.docs_path
-    target = resolve_docs_path(command.get("text", ""), root)
+    target = resolve_docs_path(path_argument, root)
     if target is None:
         return f"Only the docs folder ({root}) or folders under it can be indexed."
     job_id = new_job_id()
