@@ -1,8 +1,8 @@
 """Load test of the Slack bot: N concurrent mentions through the real HTTP endpoint.
 
     .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
-        [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 20] [--no-stream] [--timeout 300]
-        [--stalled 0] [--logs DIR]
+        [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 50] [--answer-tokens 120]
+        [--no-stream] [--spacing 0] [--timeout 300] [--stalled 0] [--logs DIR]
 
 Starts everything as it runs in production, on this machine: the Slack Web API and
 OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one at
@@ -17,8 +17,9 @@ With ``--stalled N`` the burst runs while N other connections to the app sit ope
 without finishing a request (nothing sent, half the headers, or a promised body that
 never comes), as slow or hostile clients leave them.
 
-The chat model streams its replies at ``--tokens-per-s`` and the bot streams them into
-Slack (``--no-stream``: answers posted whole). Ack latency is the HTTP round trip of
+The chat model writes replies of ``--answer-tokens`` words at ``--tokens-per-s`` and the
+bot streams them into Slack (``--no-stream``: answers posted whole); ``--spacing`` spreads
+the mentions out in time (0: all at once). Ack latency is the HTTP round trip of
 each event (Slack wants it under 3 s); first text runs from sending the event to the
 stand-in receiving the answer's ``chat.startStream``; answer latency from sending the
 event to the stand-in holding the finished reply (polled every 20 ms). Each mention is
@@ -43,8 +44,10 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -62,7 +65,7 @@ from tests.fixtures.bot_stack import (
 )
 from tests.fixtures.fault_runs import ANSWERED, DUPLICATED, LOST, TOLD, judge
 from tests.fixtures.fault_scenarios import stalled
-from tests.fixtures.openai_server import OpenAIStubServer
+from tests.fixtures.openai_server import OpenAIStubServer, default_reply
 from tests.fixtures.redis_db import delete_prefix
 from tests.fixtures.slack_api import BOT_USER_ID, SlackApiStandIn
 from tests.fixtures.slack_events import Sent, SlackEvents
@@ -87,8 +90,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="client threads")
     parser.add_argument("--repeat", type=float, default=0.25, help="share of repeated questions")
     parser.add_argument("--llm-delay", type=float, default=0.0, help="chat model seconds/reply")
-    parser.add_argument("--tokens-per-s", type=float, default=20.0, help="chat model stream rate")
+    parser.add_argument("--tokens-per-s", type=float, default=50.0, help="chat model stream rate")
     parser.add_argument("--no-stream", action="store_true", help="post answers whole")
+    parser.add_argument("--answer-tokens", type=int, default=120, help="words per model reply")
+    parser.add_argument("--spacing", type=float, default=0.0, help="seconds between mentions")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis to use")
     parser.add_argument("--stalled", type=int, default=0, help="stalled connections held open")
@@ -118,24 +123,46 @@ class Outcome:
     verdict: str = LOST
 
 
-def send_all(url: str, plan: list[tuple[str, str, str]], concurrency: int) -> list[Outcome]:
-    """POST one mention per ``(ts, user, question)`` from ``concurrency`` threads.
+def send_all(
+    url: str, plan: list[tuple[str, str, str]], concurrency: int, spacing_s: float = 0.0
+) -> list[Outcome]:
+    """POST one mention per ``(ts, user, question)`` from ``concurrency`` threads, the
+    n-th no sooner than ``n * spacing_s`` seconds after the first.
 
     Runs in a process of its own, as Slack's servers are not in the app's or the Slack
     stand-in's process: the latencies measured are the app's, not this benchmark's.
     """
     events = SlackEvents(url)
+    begin = time.monotonic()
 
-    def one(item: tuple[str, str, str]) -> Outcome:
-        ts, user, question = item
+    def one(item: tuple[int, tuple[str, str, str]]) -> Outcome:
+        number, (ts, user, question) = item
+        time.sleep(max(0.0, begin + number * spacing_s - time.monotonic()))
         started = time.monotonic()
         return Outcome(events.mention(question, user=user, ts=ts), question, started)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(one, plan))
+        return list(pool.map(one, enumerate(plan)))
 
 
-def fire(url: str, stand_in: SlackApiStandIn, asked: list[str], concurrency: int) -> list[Outcome]:
+def long_reply(request: dict[str, Any], *, tokens: int) -> str:
+    """The stand-in's default reply (the question and [1], [2]) grown to about ``tokens``
+    words, as long as a real answer."""
+    head = default_reply(request)
+    filler = "The second source [2] explains the settings that matter here in more detail."
+    words = head.split()
+    while len(words) < tokens:
+        words += filler.split()
+    return " ".join(words[: max(tokens, len(head.split()))])
+
+
+def fire(
+    url: str,
+    stand_in: SlackApiStandIn,
+    asked: list[str],
+    concurrency: int,
+    spacing_s: float = 0.0,
+) -> list[Outcome]:
     """Store the users' messages in the stand-in (as Slack would have them), then send
     their events from a separate process; returns what each send got back."""
     events = SlackEvents(url)
@@ -145,24 +172,43 @@ def fire(url: str, stand_in: SlackApiStandIn, asked: list[str], concurrency: int
         stand_in.seed_message("C1", ts, f"<@{BOT_USER_ID}> {question}", user=user)
         plan.append((ts, user, question))
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as client:
-        return client.submit(send_all, url, plan, concurrency).result()
+        return client.submit(send_all, url, plan, concurrency, spacing_s).result()
 
 
 def wait_for_answers(stand_in: SlackApiStandIn, outcomes: list[Outcome], timeout_s: float) -> None:
-    """Poll until every mention has a final reply; records when each one arrived."""
+    """Poll until every mention has a final reply; records when each one arrived: when
+    Slack received the call that finished it (mentions may still be arriving while
+    earlier ones are answered)."""
     deadline = time.monotonic() + timeout_s
     waiting = list(outcomes)
     while waiting and time.monotonic() < deadline:
-        now = time.monotonic()
         still = []
         for outcome in waiting:
             verdict = judge(stand_in, outcome.sent, outcome.question)
             if verdict.outcome == LOST:
                 still.append(outcome)
             else:
-                outcome.answered_at, outcome.text = now, (verdict.texts or [""])[0]
+                outcome.answered_at = finished_at(stand_in, outcome.sent)
+                outcome.text = (verdict.texts or [""])[0]
         waiting = still
         time.sleep(0.02)
+
+
+def finished_at(stand_in: SlackApiStandIn, sent: Sent) -> float:
+    """When the stand-in received the last successful post or update of the bot's reply
+    in ``sent``'s thread."""
+    replies = {m["ts"] for m in stand_in.thread(sent.channel, sent.ts) if m.get("bot_id")}
+    times = [
+        call.at
+        for call in stand_in.calls
+        if call.status == 200
+        and call.args.get("channel") == sent.channel
+        and (
+            (call.method == "chat.postMessage" and call.args.get("thread_ts") == sent.ts)
+            or (call.method == "chat.update" and call.args.get("ts") in replies)
+        )
+    ]
+    return max(times, default=time.monotonic())
 
 
 def judge_all(stand_in: SlackApiStandIn, outcomes: list[Outcome]) -> None:
@@ -278,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.llm_delay > 0:
         llm.delay(args.llm_delay, times=None)
     llm.stream_rate(args.tokens_per_s)
+    llm.reply = partial(long_reply, tokens=args.answer_tokens)
     with tempfile.TemporaryDirectory(prefix="ragbot-load-") as folder:
         scratch = Path(folder)
         milvus, processes, variables = start_bot(args, scratch, stand_in, llm.base_url)
@@ -290,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stalled(processes.port, args.stalled) if args.stalled else contextlib.nullcontext()
             )
             with held:
-                outcomes = fire(processes.url, stand_in, asked, args.concurrency)
+                outcomes = fire(processes.url, stand_in, asked, args.concurrency, args.spacing)
             wait_for_answers(stand_in, outcomes, args.timeout)
             seconds = time.monotonic() - started
             time.sleep(2.0)  # let a late duplicate show up before counting

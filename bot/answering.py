@@ -139,7 +139,9 @@ class AskHandler:
             raise RetryJob(str(error)) from error
         except (InputError, IndexNotFoundError, IndexMismatchError, GenerationError) as error:
             log.warning("cannot answer %s: %s", job.job_id, error)
-            self.post_text(job, user_message(error), guard=guard)
+            # A model failing mid-stream: the half-written answer becomes the explanation.
+            streamed = stream.ts if stream is not None else None
+            self.post_text(job, user_message(error), guard=guard, message_ts=streamed)
             return
         self.record(answer)
         if job.auto and answer.kind == AnswerKind.NOT_COVERED:
@@ -247,6 +249,7 @@ class AskHandler:
             text=blocks.answer_fallback_text(answer.text, answer.citations),
             message_blocks=message_blocks,
             guard=guard,
+            message_ts=stream.ts if stream is not None else None,
         )
         log.info(
             "answer posted for job %s (%s%s)",
@@ -257,10 +260,17 @@ class AskHandler:
         )
 
     def post_text(
-        self, job: AskJob, text: str, *, guard: PostGuard, retry_window_s: float | None = None
+        self,
+        job: AskJob,
+        text: str,
+        *,
+        guard: PostGuard,
+        retry_window_s: float | None = None,
+        message_ts: str | None = None,
     ) -> None:
         """A short message instead of an answer (the job's one message all the same);
-        ``retry_window_s`` bounds Slack retries (0: one try, for a best-effort word).
+        ``retry_window_s`` bounds Slack retries (0: one try, for a best-effort word);
+        ``message_ts``: the job's message when the caller knows it (a stream it began).
         A private job's asker is told privately."""
         if job.private and self.private is not None:
             self.private.tell(job, text, guard=guard)
@@ -271,6 +281,7 @@ class AskHandler:
             message_blocks=blocks.error_blocks(text),
             guard=guard,
             retry_window_s=retry_window_s,
+            message_ts=message_ts,
         )
 
     def _post(
@@ -281,6 +292,7 @@ class AskHandler:
         message_blocks: list[dict],
         guard: PostGuard,
         retry_window_s: float | None = None,
+        message_ts: str | None = None,
     ) -> None:
         self.poster.post(
             job_id=job.job_id,
@@ -290,6 +302,7 @@ class AskHandler:
             blocks=message_blocks,
             guard=guard,
             retry_window_s=retry_window_s,
+            message_ts=message_ts,
         )
         if text != SEARCH_DOWN_RETRYING:  # still working on it: the :eyes: stay
             self.poster.unreact(job.channel, job.message_ts)

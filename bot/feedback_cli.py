@@ -25,13 +25,10 @@ from typing import Any, TextIO
 import redis
 
 from bot.feedback import FeedbackEntry, FeedbackStore
-from bot.runtime import connect_redis
-from bot.settings import BotSettings
-from rag_core.errors import ConfigError, InputError, StoreUnavailableError
+from bot.runtime import connect_cli_redis
+from rag_core.errors import InputError, StoreUnavailableError
 from rag_core.settings import Settings
 
-CONNECT_TIMEOUT_S = 3.0
-SOCKET_TIMEOUT_S = 10.0
 _AGO = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
 _UNIT_S = {"h": 3600, "d": 86_400, "w": 7 * 86_400}
 
@@ -119,19 +116,11 @@ def export_rows(entries: Iterable[FeedbackEntry]) -> list[dict[str, Any]]:
 
 
 def _read_votes(settings: Settings, since: float) -> list[FeedbackEntry]:
-    if not isinstance(settings, BotSettings) or not settings.redis_url:
-        raise ConfigError(
-            "RAGBOT_REDIS_URL is not set: votes are kept in Redis (without it they live "
-            "only in the running `ragbot serve` process)."
-        )
-    try:
-        client = connect_redis(
-            settings.redis_url,
-            socket_timeout_s=SOCKET_TIMEOUT_S,
-            connect_timeout_s=CONNECT_TIMEOUT_S,
-        )
-    except ValueError as error:
-        raise ConfigError(f"RAGBOT_REDIS_URL is not a Redis URL: {error}") from error
+    client = connect_cli_redis(
+        settings,
+        needed_for="votes are kept in Redis (without it they live only in the running "
+        "`ragbot serve` process)",
+    )
     try:
         client.ping()  # the store reads an outage as "no votes": fail loudly here instead
         return FeedbackStore(client, prefix=settings.redis_prefix).since(since)

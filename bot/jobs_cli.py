@@ -21,13 +21,10 @@ import redis
 
 from bot.jobs import DeadLetter, PendingJob, QueueUnavailableError
 from bot.queue import RedisJobQueue
-from bot.runtime import connect_redis
-from bot.settings import BotSettings
-from rag_core.errors import ConfigError, InputError
+from bot.runtime import connect_cli_redis
+from rag_core.errors import InputError
 from rag_core.settings import Settings
 
-CONNECT_TIMEOUT_S = 3.0
-SOCKET_TIMEOUT_S = 5.0
 ERROR_COLUMN = 60
 
 
@@ -110,16 +107,7 @@ def dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
 @contextmanager
 def _queue(settings: Settings) -> Iterator[RedisJobQueue]:
     """The Redis queue of ``settings``; any Redis failure becomes one clear error."""
-    if not isinstance(settings, BotSettings) or not settings.redis_url:
-        raise ConfigError("RAGBOT_REDIS_URL is not set: `ragbot jobs` reads the Redis queue.")
-    try:
-        client = connect_redis(
-            settings.redis_url,
-            socket_timeout_s=SOCKET_TIMEOUT_S,
-            connect_timeout_s=CONNECT_TIMEOUT_S,
-        )
-    except ValueError as error:
-        raise ConfigError(f"RAGBOT_REDIS_URL is not a Redis URL: {error}") from error
+    client = connect_cli_redis(settings, needed_for="`ragbot jobs` reads the Redis queue")
     try:
         yield RedisJobQueue(client, prefix=settings.redis_prefix)
     except (QueueUnavailableError, redis.exceptions.RedisError) as error:

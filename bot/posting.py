@@ -106,16 +106,18 @@ class ThreadPoster:
         guard: PostGuard,
         blocks: list[dict[str, Any]] | None = None,
         retry_window_s: float | None = None,
+        message_ts: str | None = None,
     ) -> str:
         """Post or update the job's message; returns its ts. ``retry_window_s`` replaces
-        the retry window of :attr:`retry` (0: a single try).
+        the retry window of :attr:`retry` (0: a single try). ``message_ts``: the job's
+        message as the caller knows it (a stream it began), used when the ledger has none.
 
         Raises :class:`~bot.jobs.LeaseLost`, :class:`~bot.slack_retry.SlackRejected` or
         :class:`~bot.slack_retry.SlackUnavailable`; ledger failures raise
         :class:`~bot.jobs.QueueUnavailableError`.
         """
         record = self.ledger.record(job_id)
-        ts = record.posted_ts
+        ts = record.posted_ts or message_ts
         look = ts is None and (guard.redelivered or record.posting)
         announced = False
         content: dict[str, Any] = {"text": text, "metadata": answer_metadata(job_id)}

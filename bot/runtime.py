@@ -24,6 +24,7 @@ from bot.ratelimit import RateLimiter
 from bot.services import BotServices
 from bot.settings import BotSettings
 from bot.shared_answers import shared_answers
+from rag_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot.worker_pool import WorkerPool
@@ -69,6 +70,24 @@ def connect_redis(
         ),
         health_check_interval=REDIS_HEALTH_CHECK_INTERVAL_S,
     )
+
+
+CLI_SOCKET_TIMEOUT_S = 5.0  # an operator's command fails in seconds, not minutes
+
+
+def connect_cli_redis(settings: object, *, needed_for: str) -> redis.Redis:
+    """The Redis client of an operator command (``ragbot jobs``, ``ragbot feedback``):
+    short timeouts, and a :class:`~rag_core.errors.ConfigError` saying what the command
+    needs Redis for (``needed_for``) when ``RAGBOT_REDIS_URL`` is unset or malformed."""
+    url = settings.redis_url if isinstance(settings, BotSettings) else ""
+    if not url:
+        raise ConfigError(f"RAGBOT_REDIS_URL is not set: {needed_for}.")
+    try:
+        return connect_redis(
+            url, socket_timeout_s=CLI_SOCKET_TIMEOUT_S, connect_timeout_s=REDIS_CONNECT_TIMEOUT_S
+        )
+    except ValueError as error:
+        raise ConfigError(f"RAGBOT_REDIS_URL is not a Redis URL: {error}") from error
 
 
 def build_runtime(settings: BotSettings) -> Runtime:

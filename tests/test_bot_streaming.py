@@ -5,7 +5,7 @@ expired, a worker killed mid-stream) are in :mod:`tests.test_faults`."""
 
 from __future__ import annotations
 
-from bot.answering import STATUS_SEARCHING
+from bot.answering import LLM_DOWN, STATUS_SEARCHING
 from bot.posting import ANSWER_EVENT_TYPE
 from tests.fixtures.slack_api import TEAM_ID
 from tests.fixtures.slack_events import bot_messages, wait_for_answer, wait_quiet
@@ -70,3 +70,22 @@ def test_cached_answers_and_follow_up_threads_are_posted_whole(
     assert post.args["thread_ts"] == again.ts
     assert answer["blocks"][0]["type"] == "markdown"
     assert len(openai_server.requests) == 1
+
+
+def test_a_model_failing_mid_stream_turns_the_half_answer_into_the_explanation(
+    in_thread_bot, events_to, slack_api, openai_server, new_user
+):
+    bot = in_thread_bot(stream_answers=True)
+    openai_server.stream_rate(40)
+    openai_server.cut_stream(6, times=None)
+    sent = events_to(bot.url).mention("How do I install Milvus Lite?", user=new_user())
+
+    answer = wait_for_answer(slack_api, sent)
+    wait_quiet(slack_api)
+
+    [start] = slack_api.calls_for("chat.startStream")
+    assert start.args["thread_ts"] == sent.ts
+    assert bot_messages(slack_api, sent.channel, sent.thread_ts) == [answer]
+    assert answer["text"] == LLM_DOWN
+    assert slack_api.calls_for("chat.postMessage") == []
+    assert not slack_api.streaming(sent.channel, answer["ts"])
