@@ -231,9 +231,11 @@ class AskHandler:
     def post_answer(
         self, job: AskJob, answer: Answer, *, guard: PostGuard, stream: AnswerStream | None = None
     ) -> None:
-        """Post the answer, or close its stream and write the finished answer over it."""
+        """Post the answer, or close its stream and write the finished answer over it;
+        an answer too long for one message goes on in more, each posted once like the
+        first (under its own id, ``{job_id}.2``, ``.3``...)."""
         note = EXTRACTIVE_NOTE if answer.kind == AnswerKind.EXTRACTIVE else None
-        message_blocks = blocks.answer_blocks(
+        message_blocks, *more = blocks.answer_messages(
             answer.text, answer.citations, answer_id=job.job_id, note=note
         )
         # Before the post: a reply that comes the moment the answer shows is a follow-up.
@@ -251,6 +253,15 @@ class AskHandler:
             guard=guard,
             message_ts=stream.ts if stream is not None else None,
         )
+        for number, part in enumerate(more, start=2):
+            self.poster.post(
+                job_id=f"{job.job_id}.{number}",
+                channel=job.channel,
+                thread_ts=job.thread_ts,
+                text=blocks.answer_fallback_text(part[0]["text"], []),
+                blocks=part,
+                guard=guard,
+            )
         log.info(
             "answer posted for job %s (%s%s)",
             job.job_id,

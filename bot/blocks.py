@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from bot.mrkdwn import escape_mrkdwn, mrkdwn_link, truncate_mrkdwn
+from bot.mrkdwn import escape_mrkdwn, mrkdwn_link, split_text, truncate_mrkdwn
 from bot.plain_text import markdown_to_plain
 from bot.slack_markdown import safe_markdown
 from rag_core.errors import InputError
@@ -35,6 +35,7 @@ PROGRESS_BAR_CELLS = 20
 
 ANSWER_FALLBACK = "Answer"
 CUT_NOTE = "The answer was cut short to fit in one Slack message."
+CONTINUED_NOTE = "The answer continues in the next message."
 SOURCES_LABEL = "*Sources:*"
 FEEDBACK_BLOCK_ID = "feedback"
 FEEDBACK_UP = "feedback_up"
@@ -71,35 +72,64 @@ def answer_blocks(
     answer_id: str,
     note: str | None = None,
 ) -> list[Block]:
-    """The answer message: a ``markdown`` block, Sources, an optional note, 👍/👎 buttons.
+    """The answer as one message: a ``markdown`` block, Sources, an optional note, 👍/👎.
 
-    ``answer_text_md`` is the model's Markdown, shown as Slack renders standard Markdown
-    (tables included) once pings are defused (:func:`~bot.slack_markdown.safe_markdown`).
-    ``answer_id`` comes back as the buttons' ``value`` so feedback can be tied to the
-    answer. An answer too long for one message (:data:`MAX_MARKDOWN_CHARS` of Markdown,
-    :data:`MAX_MESSAGE_TEXT_CHARS` of block text in all) keeps its start, cut at a line
-    and marked "…", and a note says so; the sources, note and buttons always stay.
+    For a message that cannot be followed by others (ephemeral, shared): an answer too
+    long for one message is cut at a line, marked "…", and a note says so. Answers in a
+    thread use :func:`answer_messages`, which continues them instead.
     """
+    first, *rest = _answer_parts(answer_text_md, citations, note)
+    if rest:
+        first = truncate_mrkdwn(safe_markdown(answer_text_md).strip(), len(first) + 1)
+    return _answer_message(first, citations, answer_id, [*_notes(note), *_cut(rest)])
+
+
+def answer_messages(
+    answer_text_md: str,
+    citations: Sequence[Citation],
+    *,
+    answer_id: str,
+    note: str | None = None,
+) -> list[list[Block]]:
+    """The answer as thread messages: the first carries the start of the answer, the
+    sources, the note and the 👍/👎 buttons; an answer longer than Slack takes in one
+    message (:data:`MAX_MARKDOWN_CHARS` of Markdown, :data:`MAX_MESSAGE_TEXT_CHARS` of
+    block text) goes on in more messages of one ``markdown`` block each, split at
+    paragraphs or lines (code fences closed and reopened)."""
+    first, *rest = _answer_parts(answer_text_md, citations, note)
+    more = [CONTINUED_NOTE] if rest else []
+    main = _answer_message(first, citations, answer_id, [*_notes(note), *more])
+    return [main, *([markdown(part)] for part in rest)]
+
+
+def _answer_parts(
+    answer_text_md: str, citations: Sequence[Citation], note: str | None
+) -> list[str]:
+    """The answer's Markdown, pings defused, in pieces: the first fits beside the sources,
+    note and buttons, every one fits a ``markdown`` block."""
+    tail = [*source_blocks(citations), *(context(escape_mrkdwn(n)) for n in _notes(note))]
+    room = MAX_MESSAGE_TEXT_CHARS - text_chars(tail) - len(CONTINUED_NOTE) - 200
+    limit = max(MIN_TRUNCATED_SECTION_CHARS, min(MAX_MARKDOWN_CHARS, room))
+    return split_text(safe_markdown(answer_text_md).strip(), limit) or [""]
+
+
+def _answer_message(
+    body: str, citations: Sequence[Citation], answer_id: str, notes: Sequence[str]
+) -> list[Block]:
     if not answer_id or len(answer_id) > MAX_BUTTON_VALUE_CHARS:
         raise InputError(f"An answer id must be 1 to {MAX_BUTTON_VALUE_CHARS} characters long.")
     tail = source_blocks(citations)
-    room = MAX_MESSAGE_TEXT_CHARS - text_chars(tail) - len(CUT_NOTE) - 200
-    body = answer_markdown(answer_text_md, min(MAX_MARKDOWN_CHARS, room))
-    notes = [note] if note else []
-    if body != safe_markdown(answer_text_md).strip():
-        notes.append(CUT_NOTE)
     tail += [context(escape_mrkdwn(text)) for text in notes]
     tail.append(feedback_actions(answer_id))
     return [markdown(body), *tail] if body else tail
 
 
-def answer_markdown(answer_text_md: str, limit: int = MAX_MARKDOWN_CHARS) -> str:
-    """The answer's Markdown as shown: pings defused, cut to ``limit`` characters at a
-    line (code fences kept closed) with "…" when longer."""
-    text = safe_markdown(answer_text_md).strip()
-    if len(text) <= limit:
-        return text
-    return truncate_mrkdwn(text, max(limit, MIN_TRUNCATED_SECTION_CHARS))
+def _notes(note: str | None) -> list[str]:
+    return [note] if note else []
+
+
+def _cut(rest: Sequence[str]) -> list[str]:
+    return [CUT_NOTE] if rest else []
 
 
 def markdown(text: str) -> Block:

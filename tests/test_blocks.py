@@ -9,6 +9,7 @@ import pytest
 from slack_sdk.models.blocks import Block as SdkBlock
 
 from bot.blocks import (
+    CONTINUED_NOTE,
     CUT_NOTE,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
@@ -19,6 +20,7 @@ from bot.blocks import (
     MAX_MESSAGE_TEXT_CHARS,
     answer_blocks,
     answer_fallback_text,
+    answer_messages,
     error_blocks,
     feedback_ack_text,
     reindex_failed_blocks,
@@ -86,6 +88,27 @@ def test_an_answer_that_fits_is_kept_whole_as_markdown() -> None:
     _assert_valid(blocks)
     assert _markdown(blocks) == [answer.strip()]  # standard Markdown, tables included
     assert CUT_NOTE not in json.dumps(blocks)
+
+
+def test_a_long_answer_in_a_thread_goes_on_in_more_messages() -> None:
+    answer = _long_answer(40_000)
+    messages = answer_messages(answer, _citations(12), answer_id="a1", note="A note.")
+
+    assert len(messages) >= 4
+    for message in messages:
+        _assert_valid(message)
+        assert text_chars(message) <= MAX_MESSAGE_TEXT_CHARS
+    main, *more = messages
+    assert main[0]["type"] == "markdown" and main[-1]["type"] == "actions"
+    notes = [e["text"] for b in main[-3:-1] for e in b["elements"]]
+    assert notes == ["A note.", CONTINUED_NOTE]
+    assert all([b["type"] for b in m] == ["markdown"] for m in more)
+    bodies = [b["text"] for m in messages for b in m if b["type"] == "markdown"]
+    assert all(body.count("```") % 2 == 0 for body in bodies)  # fences closed per message
+    squash = re.compile(r"\s+|```")
+    assert squash.sub("", "".join(bodies)) == squash.sub("", answer)  # nothing lost
+    short = answer_messages("Short [1].", _citations(1), answer_id="a1")
+    assert len(short) == 1 and CONTINUED_NOTE not in json.dumps(short)
 
 
 def test_the_model_cannot_ping_anyone() -> None:

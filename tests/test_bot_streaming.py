@@ -89,3 +89,25 @@ def test_a_model_failing_mid_stream_turns_the_half_answer_into_the_explanation(
     assert answer["text"] == LLM_DOWN
     assert slack_api.calls_for("chat.postMessage") == []
     assert not slack_api.streaming(sent.channel, answer["ts"])
+
+
+def test_an_answer_longer_than_a_message_goes_on_in_the_thread(
+    in_thread_bot, events_to, slack_api, openai_server, new_user
+):
+    bot = in_thread_bot(stream_answers=True)
+    paragraph = "Milvus Lite keeps the whole collection in one local file [1]. " * 12
+    openai_server.reply = lambda request: "\n\n".join([paragraph.strip()] * 40)  # ~30,000
+    sent = events_to(bot.url).mention("Tell me everything about Milvus Lite", user=new_user())
+
+    wait_for_answer(slack_api, sent)
+    wait_quiet(slack_api, quiet_s=1.5)
+
+    messages = bot_messages(slack_api, sent.channel, sent.thread_ts)
+    assert len(messages) == 3
+    [start] = slack_api.calls_for("chat.startStream")
+    assert messages[0]["ts"] != sent.ts and slack_api.was_streamed(sent.channel, messages[0]["ts"])
+    assert messages[0]["blocks"][-1]["type"] == "actions"  # buttons on the first
+    bodies = [b["text"] for m in messages for b in m["blocks"] if b["type"] == "markdown"]
+    assert " ".join(bodies).split() == "\n\n".join([paragraph.strip()] * 40).split()
+    jobs = [m["metadata"]["event_payload"]["job_id"] for m in messages]
+    assert jobs[1:] == [f"{jobs[0]}.2", f"{jobs[0]}.3"]
