@@ -43,6 +43,12 @@ class BotSettings(Settings):
     slack_retry_window_s: float = Field(
         default=300.0, ge=0, description="Slack 429/5xx/network retried in the worker this long."
     )
+    worker_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Questions one worker process answers at once (model calls take turns).",
+    )
     drain_grace_s: float = Field(
         default=25.0, ge=0, description="On SIGTERM, a job in hand gets this long to finish."
     )

@@ -24,6 +24,7 @@ from rag_core.cache import AnswerCache, QueryEmbeddingCache
 from rag_core.commands import build_indexer, build_pipeline
 from rag_core.components import load_models, open_store
 from rag_core.errors import ConfigError
+from rag_core.model_lock import one_call_at_a_time
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,24 @@ log = logging.getLogger(__name__)
 def build_worker(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> Worker:
-    """One worker. Its Slack calls go through ``client`` without the SDK's retry handlers:
+    """One worker (see :func:`build_workers`)."""
+    return build_workers(settings, runtime, client, name=name, count=1)[0]
+
+
+def build_workers(
+    settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str, count: int
+) -> list[Worker]:
+    """``count`` workers sharing one set of models, one Milvus connection and one set of
+    handlers, named ``name``, ``name-2``, ``name-3``...: each takes its own job, so while
+    one waits for the chat model or Slack another searches. With more than one, model
+    calls take turns (:func:`~rag_core.model_lock.one_call_at_a_time`).
+
+    Slack calls go through ``client`` without the SDK's retry handlers:
     :class:`~bot.slack_retry.SlackRetry` is the only retry layer (reindex progress, which
     is best-effort, keeps ``client`` as it is)."""
     models = load_models(settings)
+    if count > 1:
+        models = one_call_at_a_time(models)
     store = open_store(settings)
     record_served_index(runtime.services.index_status, store)
     pipeline = build_pipeline(settings, models, store)
@@ -61,43 +76,47 @@ def build_worker(
         ledger=runtime.ledger,
         retry=SlackRetry(window_s=settings.slack_retry_window_s),
     )
-    return Worker(
-        name=name,
-        queue=services.queue,
-        ledger=runtime.ledger,
-        ask=AskHandler(
-            pipeline=pipeline,
-            client=answer_client,
-            poster=poster,
-            threads=services.threads,
-            bot_user_id=bot_user_id,
-            history_max_messages=settings.history_max_messages,
-            metrics=services.metrics,
-            answers=services.answers,
-            stats=services.stats,
-            private=PrivateAnswers(answer_client, poster.retry),
-            stream_answers=settings.stream_answers,
-        ),
-        reindex=ReindexHandler(
-            indexer=build_indexer(settings, models, store),
-            client=client,
-            lock=services.reindex_lock,
-            index_status=services.index_status,
-        ),
+    ask = AskHandler(
+        pipeline=pipeline,
+        client=answer_client,
         poster=poster,
+        threads=services.threads,
+        bot_user_id=bot_user_id,
+        history_max_messages=settings.history_max_messages,
         metrics=services.metrics,
+        answers=services.answers,
+        stats=services.stats,
+        private=PrivateAnswers(answer_client, poster.retry),
+        stream_answers=settings.stream_answers,
     )
+    reindex = ReindexHandler(
+        indexer=build_indexer(settings, models, store),
+        client=client,
+        lock=services.reindex_lock,
+        index_status=services.index_status,
+    )
+    return [
+        Worker(
+            name=name if number == 1 else f"{name}-{number}",
+            queue=services.queue,
+            ledger=runtime.ledger,
+            ask=ask,
+            reindex=reindex,
+            poster=poster,
+            metrics=services.metrics,
+        )
+        for number in range(1, count + 1)
+    ]
 
 
 def start_worker_pool(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> WorkerPool:
-    """One supervised worker, started, with the ``workers`` liveness check on
-    ``runtime.health``. Without Redis (the in-memory queue dies with the process)
-    :meth:`WorkerPool.drain` first empties the queue."""
-    pool = WorkerPool(
-        [build_worker(settings, runtime, client, name=name)], finish_queue=runtime.redis is None
-    )
+    """``RAGBOT_WORKER_THREADS`` supervised workers, started, with the ``workers``
+    liveness check on ``runtime.health``. Without Redis (the in-memory queue dies with
+    the process) :meth:`WorkerPool.drain` first empties the queue."""
+    workers = build_workers(settings, runtime, client, name=name, count=settings.worker_threads)
+    pool = WorkerPool(workers, finish_queue=runtime.redis is None)
     pool.register(runtime.health)
     return pool.start()
 
