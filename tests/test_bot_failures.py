@@ -9,6 +9,7 @@ from bot.answering import LLM_BUSY, LLM_DOWN
 from bot.jobs import JobState
 from bot.posting import job_id_of
 from bot.queue import RedisJobLedger
+from tests.fixtures.bot_stack import worker_process
 from tests.fixtures.slack_events import bot_messages, wait_for_answer, wait_quiet
 
 
@@ -20,9 +21,9 @@ def wait_for_requests(openai_server, count: int, *, timeout_s: float = 20.0) -> 
 
 
 def job_owner(bot_stack) -> str:
-    """The worker (consumer name) holding the one job being worked on."""
+    """The worker process holding the one job being worked on."""
     [pending] = bot_stack.redis.xpending_range(bot_stack.stream, "workers", "-", "+", 10)
-    return pending["consumer"].decode()
+    return worker_process(pending["consumer"].decode())
 
 
 def test_job_of_a_killed_worker_is_answered_once_by_another(
@@ -53,7 +54,7 @@ def test_job_of_a_killed_worker_is_answered_once_by_another(
     assert ledger.record(job_id).state == JobState.DONE
     assert bot_stack.redis.xpending_range(bot_stack.stream, "workers", "-", "+", 10) == []
     survivor = bot_stack.redis.hget(f"{bot_stack.prefix}job:{job_id}", "consumer")
-    assert survivor is not None and survivor.decode() != victim
+    assert survivor is not None and worker_process(survivor.decode()) != victim
     assert bot_stack.redis.xlen(bot_stack.stream) == 0
 
 
