@@ -67,7 +67,8 @@ class BotMetrics:
         )
         self.answer_seconds = Histogram(
             "ragbot_answer_seconds",
-            "Answer latency by stage (queue_wait, embed, retrieve, rerank, generate, total)",
+            "Answer latency by stage (queue_wait, embed, retrieve, rerank, generate, total, "
+            "first_text: question to first streamed words)",
             ["stage"],
             buckets=ANSWER_BUCKETS,
             registry=r,
