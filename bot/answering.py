@@ -238,14 +238,14 @@ class AskHandler:
         message_blocks, *more = blocks.answer_messages(
             answer.text, answer.citations, answer_id=job.job_id, note=note
         )
-        # Before the post: a reply that comes the moment the answer shows is a follow-up.
-        self.threads.remember(job.channel, job.thread_ts)
-        if stream is not None and stream.ts is not None:
+        if stream is not None and stream.ts is not None:  # it remembered its thread
             stream.finish(blocks=[b for b in message_blocks if b["type"] != "markdown"])
             if stream.first_text_time is not None:
                 self.metrics.answer_seconds.labels(stage="first_text").observe(
                     max(0.0, stream.first_text_time - job.enqueued_at)
                 )
+        else:  # before the post: a reply the moment the answer shows is a follow-up
+            self.threads.remember(job.channel, job.thread_ts)
         self._post(
             job,
             text=blocks.answer_fallback_text(answer.text, answer.citations),

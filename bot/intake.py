@@ -31,6 +31,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.bounded_pool import BoundedThreadPool
 from bot.jobs import AskJob, NoticeJob, QueueUnavailableError, job_kind, new_job_id
 from bot.posting import WORKING_REACTION
+from bot.private_answers import post_to_response_url
 from bot.services import BotServices
 from bot.slack_retry import slack_error_code
 from bot.text import question_from_text
@@ -383,10 +384,8 @@ def _respond_privately(response_url: str, text: str) -> None:
     """One ephemeral post to a slash command's or shortcut's ``response_url``."""
     if not response_url:
         raise ValueError("a private question without a response_url")
-    client = WebhookClient(response_url, timeout=PRIVATE_REPLY_TIMEOUT_S, retry_handlers=[])
-    response = client.send(text=text, response_type="ephemeral", replace_original=False)
-    if response.status_code != 200:
-        raise ValueError(f"response_url answered HTTP {response.status_code}: {response.body}")
+    webhook = WebhookClient(response_url, timeout=PRIVATE_REPLY_TIMEOUT_S, retry_handlers=[])
+    post_to_response_url(webhook, {"text": text})
 
 
 def _why(error: Exception) -> str:

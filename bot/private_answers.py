@@ -187,23 +187,27 @@ class PrivateAnswers:
         )
 
     def _respond(self, url: str, content: dict[str, Any]) -> None:
-        """One post to a ``response_url``; a refusal raises ``SlackApiError`` with the
-        HTTP status and Slack's error, so :class:`SlackRetry` judges it like an API call."""
-        message = {"response_type": "ephemeral", "replace_original": False, **content}
-        response = self._webhook(url).send_dict(message)
-        if response.status_code == 200:
-            return
-        data = {"ok": False, "error": _webhook_error(response.body, response.status_code)}
-        failed = SlackResponse(
-            client=None,
-            http_verb="POST",
-            api_url=url,
-            req_args={},
-            data=data,
-            headers=dict(response.headers or {}),
-            status_code=response.status_code,
-        )
-        raise SlackApiError(f"response_url refused: {data['error']}", failed)
+        post_to_response_url(self._webhook(url), content)
+
+
+def post_to_response_url(webhook: WebhookClient, content: dict[str, Any]) -> None:
+    """One ephemeral post to a ``response_url``; a refusal raises ``SlackApiError`` with
+    the HTTP status and Slack's error, so :class:`SlackRetry` judges it like an API call."""
+    message = {"response_type": "ephemeral", "replace_original": False, **content}
+    response = webhook.send_dict(message)
+    if response.status_code == 200:
+        return
+    data = {"ok": False, "error": _webhook_error(response.body, response.status_code)}
+    failed = SlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url=webhook.url,
+        req_args={},
+        data=data,
+        headers=dict(response.headers or {}),
+        status_code=response.status_code,
+    )
+    raise SlackApiError(f"response_url refused: {data['error']}", failed)
 
 
 def _webhook_error(body: str, status: int) -> str:
