@@ -1,6 +1,6 @@
 """Indexing benchmarks: embedding throughput, and a first index against an unchanged re-index.
 
-    .venv/bin/python bench/bench_index.py [--model PATH_OR_ID] [--device cpu|cuda]
+    .venv/bin/python bench/bench_index.py [--model PATH_OR_ID | --random-qwen3] [--device cpu|cuda]
         [--docs ../shared/data/milvus_docs/en] [--limit-files N] [--only-embed]
 
 1. Embedding throughput over the corpus' chunks, on one model: the straightforward way
@@ -15,7 +15,8 @@
    Milvus Lite database, then a re-index of the unchanged corpus, timed end to end.
 
 The default model is the packaged all-MiniLM-L6-v2 on the CPU; ``--model`` may name a
-Qwen3-Embedding-shaped folder for a GPU run.
+Qwen3-Embedding-shaped folder, and ``--random-qwen3`` builds a random-weight one the size
+of Qwen3-Embedding-0.6B with Qwen3's tokenizer (production's cost, for a GPU run).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="embedding model (default: packaged MiniLM)")
+    parser.add_argument(
+        "--random-qwen3", action="store_true", help="random model of Qwen3-Embedding-0.6B's shape"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="folder to index")
     parser.add_argument("--limit-files", type=int, default=None, help="use the first N files")
@@ -244,9 +248,26 @@ def _synchronise(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def model_path(args: argparse.Namespace, scratch: Path) -> tuple[str, str]:
+    """The model to load, and its name in the report."""
+    if args.random_qwen3:
+        from tests.model_factory import build_qwen3_0_6b_embedding
+
+        folder = build_qwen3_0_6b_embedding(scratch / "random-qwen3-embedding")
+        return str(folder), "random-weight Qwen3-Embedding-0.6B shape"
+    if args.model:
+        return args.model, args.model
+    return default_model(), "all-MiniLM-L6-v2 (packaged)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    model = args.model or default_model()
+    with tempfile.TemporaryDirectory(prefix="bench_index_model_") as tmp:
+        model, name = model_path(args, Path(tmp))
+        return run(args, model, name)
+
+
+def run(args: argparse.Namespace, model: str, name: str) -> int:
     embedder = load_embedder(model, device=args.device, dtype=args.dtype)
     tutorial = load_tutorial_model(model, args.device, args.dtype)
     print(f"model {model} on {args.device}, dtype {args.dtype}")
@@ -270,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     files = "" if args.limit_files is None else f" (first {args.limit_files} files)"
     header = (
-        f"Model {args.model or 'all-MiniLM-L6-v2 (packaged)'} ({embedder.dim} dims) on "
+        f"Model {name} ({embedder.dim} dims) on "
         f"{args.device}; corpus {args.docs}"
         f"{files} -> {len(chunks):,} chunks of <= {args.chunk_tokens} tokens "
         f"(chunked in {chunk_s:.1f} s)"

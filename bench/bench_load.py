@@ -3,15 +3,18 @@
     .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
         [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 50] [--answer-tokens 120]
         [--no-stream] [--spacing 0] [--timeout 300] [--stalled 0] [--logs DIR]
+        [--device cpu|cuda] [--models tiny|qwen3-0.6b] [--model-dir DIR]
 
 Starts everything as it runs in production, on this machine: the Slack Web API and
 OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one at
 ``--redis``, under a prefix of its own, deleted afterwards), a ``milvus_lite server``
-process, tiny random-weight Qwen3 embedding and reranker models, ``ragbot serve --http``
-and ``--workers`` ``ragbot worker`` processes. It indexes a small corpus, fires ``--n``
-signed ``app_mention`` events from ``--concurrency`` client threads (distinct questions,
-a ``--repeat`` share of them asked again so the answer cache is exercised), then waits
-until every mention has its answer in the stand-in or ``--timeout`` seconds pass.
+process, random-weight Qwen3 embedding and reranker models (tiny ones, or with
+``--models qwen3-0.6b`` the size and tokenizer of the 0.6B models production runs, on
+``--device``), ``ragbot serve --http`` and ``--workers`` ``ragbot worker`` processes.
+It indexes a small corpus, fires ``--n`` signed ``app_mention`` events from
+``--concurrency`` client threads (distinct questions, a ``--repeat`` share of them asked
+again so the answer cache is exercised), then waits until every mention has its answer
+in the stand-in or ``--timeout`` seconds pass.
 
 With ``--stalled N`` the burst runs while N other connections to the app sit open
 without finishing a request (nothing sent, half the headers, or a promised body that
@@ -97,6 +100,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis to use")
     parser.add_argument("--stalled", type=int, default=0, help="stalled connections held open")
+    parser.add_argument("--device", default="cpu", help="the workers' models: cpu, cuda, auto")
+    parser.add_argument(
+        "--models",
+        choices=("tiny", "qwen3-0.6b"),
+        default="tiny",
+        help="random models: tiny, or shaped like the production 0.6B ones",
+    )
+    parser.add_argument("--model-dir", type=Path, help="reuse (or keep) the built models here")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs here")
     return parser.parse_args(argv)
@@ -284,28 +295,48 @@ def report(
         f"ragbot load: {args.n} mentions, {args.concurrency} concurrent, {args.workers} "
         f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s, "
         f"{'no streaming' if args.no_stream else f'streaming at {args.tokens_per_s:g} tokens/s'}"
-        f", {args.stalled} stalled connections"
+        f", {args.stalled} stalled connections; {args.models} models on {args.device}"
     )
     lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     return "\n".join([*lines, *(f"{name:<{width}}  {value}" for name, value in rows)])
 
 
-def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn, llm_url: str):
-    from tests.model_factory import build_qwen3_embedding, build_qwen3_reranker
+def build_models(args: argparse.Namespace, scratch: Path) -> tuple[Path, Path]:
+    """The embedding and reranker folders of ``--models``, built unless ``--model-dir``
+    already holds them."""
+    from tests import model_factory
 
+    builders = {
+        "tiny": (model_factory.build_qwen3_embedding, model_factory.build_qwen3_reranker),
+        "qwen3-0.6b": (
+            model_factory.build_qwen3_0_6b_embedding,
+            model_factory.build_qwen3_0_6b_reranker,
+        ),
+    }[args.models]
+    root = args.model_dir or scratch
+    folders = (root / f"embedding-{args.models}", root / f"reranker-{args.models}")
+    for build, folder in zip(builders, folders, strict=True):
+        if not (folder / "config.json").is_file():
+            build(folder)
+    return folders
+
+
+def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn, llm_url: str):
+    embed_model, rerank_model = build_models(args, scratch)
     milvus = MilvusLiteServer(scratch / "milvus", log_path=scratch / "milvus.log")
     milvus.start()
     variables = bot_variables(
         slack_api_url=stand_in.base_url,
         llm_base_url=llm_url,
         milvus_uri=milvus.uri,
-        embed_model=build_qwen3_embedding(scratch / "embedding"),
-        rerank_model=build_qwen3_reranker(scratch / "reranker"),
+        embed_model=embed_model,
+        rerank_model=rerank_model,
         docs=write_docs(scratch / "docs"),
         redis_url=args.redis,
         redis_prefix=f"ragbot-bench:{uuid.uuid4().hex[:10]}:",
         metrics_port=0,  # several workers on one machine: no fixed metrics port
         stream_answers=not args.no_stream,
+        device=args.device,
     )
     processes = BotProcesses(process_env(variables), log_dir=scratch, cwd=scratch)
     processes.start_app()

