@@ -41,13 +41,21 @@ class SourceRecord:
     url: str
     path: str
     heading: str = ""
+    docset: str = ""
 
     @classmethod
     def of(cls, citation: Citation) -> SourceRecord:
-        return cls(citation.number, citation.title, citation.url, citation.path, citation.heading)
+        return cls(
+            citation.number,
+            citation.title,
+            citation.url,
+            citation.path,
+            citation.heading,
+            citation.docset,
+        )
 
     def citation(self) -> Citation:
-        return Citation(self.number, self.title, self.url, self.path, self.heading)
+        return Citation(self.number, self.title, self.url, self.path, self.heading, self.docset)
 
 
 @dataclass(frozen=True, slots=True)

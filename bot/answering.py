@@ -27,6 +27,7 @@ from bot.posting import PostGuard, ThreadPoster
 from bot.slack_retry import SlackRejected, SlackUnavailable
 from bot.streaming import AnswerStream
 from bot.text import question_from_text
+from rag_core.docsets import DocSet, docsets_for_channel
 from rag_core.errors import (
     GenerationError,
     IndexMismatchError,
@@ -110,6 +111,18 @@ class AskHandler:
     stats: AnswerStats | None = None
     private: PrivateAnswers | None = None
     stream_answers: bool = False  # worker_setup passes RAGBOT_STREAM_ANSWERS
+    docsets: tuple[DocSet, ...] = ()  # empty: search every doc set everywhere
+    dm_docsets: tuple[str, ...] = ()  # RAGBOT_DM_DOCSETS
+
+    def docsets_for(self, job: AskJob) -> tuple[str, ...] | None:
+        """The doc sets a question in ``job``'s conversation searches (None: all): a
+        channel's own, or those of direct conversations (DMs, the assistant pane)."""
+        if not self.docsets:
+            return None
+        direct = job.channel.startswith("D")
+        return docsets_for_channel(
+            self.docsets, job.channel, direct=direct, dm_docsets=self.dm_docsets
+        )
 
     def handle(self, job: AskJob, *, final_attempt: bool, guard: PostGuard) -> None:
         """Answer ``job``; raises :class:`RetryJob` for failures worth another attempt.
@@ -120,12 +133,17 @@ class AskHandler:
         or :class:`~bot.slack_retry.SlackUnavailable`, a lost lease
         :class:`~bot.jobs.LeaseLost`: the worker decides what then.
         """
+        docsets = self.docsets_for(job)
+        if docsets == () and job.auto:
+            self.shrug(job)  # no doc set answers here: an answer-everything channel stays quiet
+            return
         status = AssistantStatus(self.client, job)
         stream = self.new_stream(job, guard)
         try:
             history = self.thread_history(job) if job.is_followup else []
             answer = self.pipeline.ask(
                 job.text,
+                docsets=docsets,
                 history=history,
                 on_text=stream.write if stream is not None else None,
                 on_stage=status.show,

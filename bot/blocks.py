@@ -149,12 +149,17 @@ def text_chars(value: object) -> int:
     return 0
 
 
-def source_label(citation: Citation) -> str:
-    """``<url|[n] title>``, or ``[n] title — path`` (escaped) when there is no URL."""
+def source_label(citation: Citation, *, named: bool = False) -> str:
+    """``<url|[n] title>``, or ``[n] title — path`` (escaped) when there is no URL;
+    ``named``: the doc set comes first (``[n] milvus: title``)."""
     title = citation.title.strip() or citation.path
     if len(title) > MAX_TITLE_CHARS:
         title = title[: MAX_TITLE_CHARS - 1].rstrip() + ELLIPSIS
-    label = f"[{citation.number}] {title}"
+    label = (
+        f"[{citation.number}] {citation.docset}: {title}"
+        if named
+        else f"[{citation.number}] {title}"
+    )
     if citation.url:
         return mrkdwn_link(citation.url, label)
     if citation.path and citation.path != title:
@@ -163,10 +168,12 @@ def source_label(citation: Citation) -> str:
 
 
 def source_blocks(citations: Sequence[Citation]) -> list[Block]:
-    """Context blocks listing the sources, "Sources:" first, 10 elements per block."""
+    """Context blocks listing the sources, "Sources:" first, 10 elements per block; each
+    names its doc set when they come from more than one."""
     if not citations:
         return []
-    elements = [SOURCES_LABEL, *(source_label(c) for c in citations[:MAX_SOURCES])]
+    named = len({c.docset for c in citations}) > 1
+    elements = [SOURCES_LABEL, *(source_label(c, named=named) for c in citations[:MAX_SOURCES])]
     step = MAX_CONTEXT_ELEMENTS
     return [context(*elements[i : i + step]) for i in range(0, len(elements), step)]
 
@@ -237,8 +244,10 @@ def reindex_progress_blocks(
     *,
     files: int | None = None,
     chunks: int | None = None,
+    detail: str = "",
 ) -> list[Block]:
-    """The re-index progress message, updated in place as ``done`` goes up to ``total``."""
+    """The re-index progress message, updated in place as ``done`` goes up to ``total``;
+    ``detail`` (plain text) is what the source brought, such as the git commit."""
     header = f":hourglass_flowing_sand: *Reindexing:* {escape_mrkdwn(_one_line(stage))}"
     if total > 0:
         clamped = min(max(done, 0), total)
@@ -250,6 +259,8 @@ def reindex_progress_blocks(
     counts = [
         f"{name}: {n:,}" for name, n in (("Files", files), ("Chunks", chunks)) if n is not None
     ]
+    if detail:
+        counts.insert(0, escape_mrkdwn(_one_line(detail)))
     if counts:
         blocks.append(context(" · ".join(counts)))
     return blocks
@@ -257,6 +268,7 @@ def reindex_progress_blocks(
 
 _SUMMARY_LABELS: Mapping[str, str] = MappingProxyType(
     {
+        "doc_set": "Doc set",
         "files": "Files",
         "skipped": "Skipped",
         "chunks_total": "Chunks",
@@ -270,23 +282,28 @@ _SUMMARY_LABELS: Mapping[str, str] = MappingProxyType(
 MAX_SECTION_FIELDS = 10
 
 
-def reindex_summary_blocks(summary_fields: Mapping[str, object]) -> list[Block]:
-    """The finished re-index: one field per scalar entry of ``summary_fields``.
+def reindex_summary_blocks(
+    summaries: Sequence[Mapping[str, object]], *, failures: Sequence[str] = ()
+) -> list[Block]:
+    """The finished re-index: one group of fields per doc set built, one field per
+    scalar entry of its summary, then the doc sets that failed.
 
-    Known keys (``files``, ``skipped``, ``chunks_new``, ``chunks_unchanged``,
+    Known keys (``doc_set``, ``files``, ``skipped``, ``chunks_new``, ``chunks_unchanged``,
     ``chunks_deleted``, ``seconds``, ...) come first with friendly labels; lists and
     other non-scalar values are left out.
     """
-    known = [key for key in _SUMMARY_LABELS if key in summary_fields]
-    others = [key for key in summary_fields if key not in _SUMMARY_LABELS]
-    fields = [
-        mrkdwn_text(f"*{_field_label(key)}*\n{_field_value(key, summary_fields[key])}")
-        for key in (*known, *others)
-        if isinstance(summary_fields[key], str | int | float)
-    ]
     blocks: list[Block] = [section(":white_check_mark: *Reindex finished*")]
-    for start in range(0, len(fields), MAX_SECTION_FIELDS):
-        blocks.append({"type": "section", "fields": fields[start : start + MAX_SECTION_FIELDS]})
+    for summary_fields in summaries:
+        known = [key for key in _SUMMARY_LABELS if key in summary_fields]
+        others = [key for key in summary_fields if key not in _SUMMARY_LABELS]
+        fields = [
+            mrkdwn_text(f"*{_field_label(key)}*\n{_field_value(key, summary_fields[key])}")
+            for key in (*known, *others)
+            if isinstance(summary_fields[key], str | int | float)
+        ]
+        for start in range(0, len(fields), MAX_SECTION_FIELDS):
+            blocks.append({"type": "section", "fields": fields[start : start + MAX_SECTION_FIELDS]})
+    blocks += [section(f":x: {escape_mrkdwn(_one_line(failure))}") for failure in failures]
     return blocks
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag_core.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
-    from rag_core.store import MilvusStore
+    from rag_core.docset_stores import DocSetStores
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +159,22 @@ def redis_check(queue: Pingable) -> Callable[[], CheckResult]:
     return check
 
 
-def milvus_check(store: MilvusStore) -> Callable[[], CheckResult]:
-    """Milvus as the search sees it: the published index version and its size. Why it
-    is unreachable is logged, not shown (Milvus' address may carry credentials)."""
+def milvus_check(stores: DocSetStores) -> Callable[[], CheckResult]:
+    """Milvus as the search sees it: each doc set's published index version and size. Why
+    it is unreachable is logged, not shown (Milvus' address may carry credentials)."""
 
     def check() -> CheckResult:
-        try:
-            info = store.index_info()
-        except StoreUnavailableError as error:
-            log.warning("health check milvus: %s", error)
-            return CheckResult(False, "unreachable")
-        if info is None:
-            return CheckResult(True, "reachable; nothing indexed yet")
-        return CheckResult(True, f"index {info.version} with {info.chunk_count} chunks")
+        parts = []
+        for docset, store in stores:
+            try:
+                info = store.index_info()
+            except StoreUnavailableError as error:
+                log.warning("health check milvus: %s", error)
+                return CheckResult(False, "unreachable")
+            if info is None:
+                parts.append(f"{docset.name}: nothing indexed yet")
+            else:
+                parts.append(f"{docset.name}: index {info.version} with {info.chunk_count} chunks")
+        return CheckResult(True, "reachable; " + "; ".join(parts))
 
     return check

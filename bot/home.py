@@ -3,6 +3,7 @@ questions the docs did not cover, and (for admins) a Reindex button. Pure: no I/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,14 +23,15 @@ Block = dict[str, Any]
 def home_view(
     *,
     week: WeekStats,
-    index: IndexStatus | None,
+    index: Sequence[IndexStatus],
     index_readable: bool = True,
     admin: bool = False,
     notice: str = "",
     now: float,
 ) -> View:
-    """The home view of one user. ``index`` None with ``index_readable``: nothing was
-    recorded yet; ``index_readable`` False: the record could not be read (Redis down).
+    """The home view of one user. ``index``: what each doc set serves, empty with
+    ``index_readable`` when nothing was recorded yet; ``index_readable`` False: the
+    records could not be read (Redis down).
     ``notice`` (mrkdwn, already escaped) goes on top: what the user's last click did."""
     blocks: list[Block] = [_header("ragbot: answers from the docs")]
     if notice:
@@ -47,22 +49,33 @@ def home_view(
     return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}
 
 
-def index_text(index: IndexStatus | None, *, readable: bool) -> str:
+def index_text(index: Sequence[IndexStatus], *, readable: bool) -> str:
     if not readable:
         return (
             "I can't read what is indexed right now (Redis is unavailable). Questions may "
             "still be answered; open this tab again in a minute."
         )
-    if index is None:
+    if not index:
         return (
             "No index has been reported yet: nothing is indexed, or no worker has started "
             "since it was built. An admin can re-index with `/reindex`."
         )
+    if len(index) == 1:
+        return docset_text(index[0])
+    return "\n".join(f"• *{escape_mrkdwn(s.docset)}*: {docset_text(s)}" for s in index)
+
+
+def docset_text(index: IndexStatus) -> str:
+    """One doc set's index: size, git commit, version, when and by whom it was built."""
     documents = f"{index.documents:,} documents, " if index.documents is not None else ""
     built = f"built {_date(index.built_at)}" if index.built_at else "build time unknown"
     who = f" by <@{index.built_by}>" if index.built_by else " (not from Slack)"
+    commit = ""
+    if index.commit:
+        when = f" of {_date(index.commit_at)}" if index.commit_at else ""
+        commit = f", commit `{escape_mrkdwn(index.commit[:7])}`{when}"
     return (
-        f"{documents}{index.chunks:,} chunks\n"
+        f"{documents}{index.chunks:,} chunks{commit}\n"
         f"Version `{escape_mrkdwn(index.version)}`, {built}{who}"
     )
 

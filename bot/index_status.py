@@ -1,9 +1,10 @@
 """What is indexed, as the App Home tab shows it, without the app process touching Milvus.
 
-Workers write a summary when a re-index finishes (with who started it) and at start-up
-(what they found served); the app reads it. In Redis it is ``{prefix}index:last``, one
-JSON string with no expiry; without Redis it lives in this process (single-process mode,
-where the worker shares the app's services). A Redis outage makes :meth:`get` raise
+Workers write a summary of a doc set when its re-index finishes (with who started it)
+and at start-up (what they found served); the app reads them. In Redis they are the hash
+``{prefix}index:docsets``, doc set name -> one JSON string, with no expiry; without Redis
+they live in this process (single-process mode, where the worker shares the app's
+services). A Redis outage makes :meth:`IndexStatusStore.statuses` raise
 :class:`IndexStatusUnavailable`, so the home tab can say so instead of "nothing indexed".
 
 Only the standard library and redis are imported: the app process stays light.
@@ -22,7 +23,7 @@ import redis
 
 log = logging.getLogger(__name__)
 
-STATUS_KEY = "index:last"  # under the prefix
+STATUS_KEY = "index:docsets"  # under the prefix
 
 
 class IndexStatusUnavailable(Exception):
@@ -31,9 +32,10 @@ class IndexStatusUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class IndexStatus:
-    """The served index. ``documents`` is None when unknown (found at start-up, built by
-    ``ragbot index``); ``built_by`` is the Slack user who started the re-index, "" when it
-    was not started from Slack; ``built_at`` is Unix time, 0 when unknown."""
+    """The served index of doc set ``docset``. ``documents`` is None when unknown (found at
+    start-up, built by ``ragbot index``); ``built_by`` is the Slack user who started the
+    re-index, "" when it was not started from Slack; ``built_at`` is Unix time, 0 when
+    unknown; ``commit`` and ``commit_at`` the git commit indexed, if any."""
 
     version: str
     chunks: int
@@ -42,6 +44,9 @@ class IndexStatus:
     built_by: str = ""
     embed_model: str = ""
     recorded_at: float = 0.0
+    docset: str = "docs"
+    commit: str = ""
+    commit_at: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -58,55 +63,54 @@ class IndexStatus:
 
 
 class IndexStatusStore:
-    """The last :class:`IndexStatus`, in Redis when a client is given, else here."""
+    """The last :class:`IndexStatus` of each doc set, in Redis when a client is given,
+    else here."""
 
     def __init__(self, redis_client: redis.Redis | None, *, prefix: str = "ragbot:") -> None:
         self._redis = redis_client
         self._key = prefix + STATUS_KEY
         self._lock = threading.Lock()
-        self._memory: IndexStatus | None = None
+        self._memory: dict[str, IndexStatus] = {}
 
     def put(self, status: IndexStatus) -> None:
         """Record ``status`` (stamped with ``recorded_at`` now); a Redis error is logged."""
         stamped = IndexStatus(**{**asdict(status), "recorded_at": time.time()})
         if self._redis is None:
             with self._lock:
-                self._memory = stamped
+                self._memory[status.docset] = stamped
             return
         try:
-            self._redis.set(self._key, stamped.to_json())
+            self._redis.hset(self._key, status.docset, stamped.to_json())
         except redis.RedisError as error:
             log.warning("could not record the index status: %s", error)
 
-    def get(self) -> IndexStatus | None:
-        """The last status recorded; None when none was. Raises
-        :class:`IndexStatusUnavailable` while Redis is down."""
+    def statuses(self) -> list[IndexStatus]:
+        """The last status recorded for each doc set, by name; empty when none was.
+        Raises :class:`IndexStatusUnavailable` while Redis is down."""
         if self._redis is None:
             with self._lock:
-                return self._memory
+                return [self._memory[name] for name in sorted(self._memory)]
         try:
-            raw = self._redis.get(self._key)
+            raw = self._redis.hgetall(self._key)
         except redis.RedisError as error:
             raise IndexStatusUnavailable(str(error)) from error
-        if raw is None:
-            return None
-        try:
-            return IndexStatus.from_json(raw)
-        except ValueError as error:
-            log.warning("index status unreadable: %s", error)
-            return None
+        found = []
+        for name, payload in sorted(raw.items()):
+            try:
+                found.append(IndexStatus.from_json(payload))
+            except ValueError as error:
+                log.warning("index status of %r unreadable: %s", name, error)
+        return found
 
-    def record_served(
-        self, *, version: str, chunks: int, built_at: float, embed_model: str
-    ) -> None:
-        """At worker start-up: record the served index unless the last record is of the
-        same version already (it then keeps its documents count and who built it)."""
+    def record_served(self, status: IndexStatus) -> None:
+        """At worker start-up: record the served index of ``status.docset`` unless the
+        last record is of the same version already (it then keeps its documents count
+        and who built it)."""
         try:
-            known = self.get()
+            known = {s.docset: s for s in self.statuses()}
         except IndexStatusUnavailable:
             return
-        if known is not None and known.version == version:
+        previous = known.get(status.docset)
+        if previous is not None and previous.version == status.version:
             return
-        self.put(
-            IndexStatus(version=version, chunks=chunks, built_at=built_at, embed_model=embed_model)
-        )
+        self.put(status)

@@ -78,7 +78,8 @@ class AskJob:
 
 @dataclass(frozen=True, slots=True)
 class ReindexJob:
-    """Re-index the documents under ``path``; ``recreate`` drops the old collection first.
+    """Re-index doc set ``docset`` ("" for every doc set); ``recreate`` re-embeds
+    everything.
 
     Progress goes to the message ``progress_ts`` in ``channel`` when set, else to the
     slash command's ``response_url``.
@@ -87,7 +88,7 @@ class ReindexJob:
     job_id: str
     user: str
     channel: str
-    path: str
+    docset: str = ""
     recreate: bool = False
     progress_ts: str | None = None
     response_url: str | None = None

@@ -107,4 +107,4 @@ def start_inprocess_worker(settings: BotSettings, runtime: Runtime, client: WebC
 
     pool = start_worker_pool(settings, runtime, client, name="inprocess")
     runtime.worker_pools.append(pool)
-    runtime.health.add_check("milvus", milvus_check(pool.workers[0].ask.pipeline.store))
+    runtime.health.add_check("milvus", milvus_check(pool.workers[0].ask.pipeline.stores))

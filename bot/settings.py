@@ -29,9 +29,6 @@ class BotSettings(Settings):
     slack_api_url: str = "https://slack.com/api/"
     admin_user_ids: str = Field(default="", description="Comma-separated Slack user ids.")
 
-    redis_url: str = ""
-    redis_prefix: str = "ragbot:"
-
     rate_limit: int = Field(default=10, ge=0, description="Questions per user per window; 0 = off.")
     rate_window_s: int = Field(default=60, ge=1)
     answer_cache_ttl_s: int = Field(default=24 * 3600, ge=0)

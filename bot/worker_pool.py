@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.health import CheckResult, Health
 from bot.local_queue import InMemoryJobQueue
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (1.0, 60.0)  # first delay, ceiling
 STALL_AFTER_S = 900.0
 DRAIN_REASON = "the worker was stopped before it finished"
+
+
+class Companion(Protocol):
+    """Something that runs beside the workers (the doc set refresher)."""
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -53,10 +62,12 @@ class WorkerPool:
         finish_queue: bool = False,
         stall_after_s: float = STALL_AFTER_S,
         restart_backoff_s: tuple[float, float] = RESTART_BACKOFF_S,
+        companions: Sequence[Companion] = (),
     ) -> None:
         if not workers:
             raise ValueError("a worker pool needs at least one worker")
         self._slots = [_Slot(worker) for worker in workers]
+        self._companions = tuple(companions)
         self._finish_queue = finish_queue
         self._stall_after_s = stall_after_s
         self._backoff = restart_backoff_s
@@ -69,7 +80,10 @@ class WorkerPool:
         return [slot.worker for slot in self._slots]
 
     def start(self, count: int | None = None) -> WorkerPool:
-        """Start the first ``count`` workers (all by default) on daemon threads."""
+        """Start the first ``count`` workers (all by default) on daemon threads, and the
+        companions (they stop first when the pool drains or stops)."""
+        for companion in self._companions:
+            companion.start()
         for slot in self._slots[: len(self._slots) if count is None else count]:
             slot.thread = threading.Thread(
                 target=self._supervise, args=(slot,), name=f"worker-{slot.worker.name}", daemon=True
@@ -103,6 +117,7 @@ class WorkerPool:
         """Stop the workers within ``grace_s`` seconds (see the module docstring); ``True``
         when every job in hand finished, ``False`` when some were handed back."""
         deadline = time.monotonic() + max(0.0, grace_s)
+        self._stop_companions()
         if self._finish_queue:
             self._until_empty.set()
         else:
@@ -121,7 +136,12 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Stop taking jobs at once (the jobs in hand still finish, unwaited)."""
+        self._stop_companions()
         self._stop.set()
+
+    def _stop_companions(self) -> None:
+        for companion in self._companions:
+            companion.stop()
 
     def _log_lost_jobs(self) -> None:
         queue = self._slots[0].worker.queue

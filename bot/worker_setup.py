@@ -14,15 +14,18 @@ from bot.lifecycle import termination_signals, wait_until_set
 from bot.metrics_server import start_exporter
 from bot.posting import ThreadPoster
 from bot.private_answers import PrivateAnswers
+from bot.refresher import DocSetRefresher, RefreshSchedule
 from bot.reindexing import ReindexHandler, record_served_index
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
 from bot.slack_retry import SlackRetry, slack_error_code, without_sdk_retries
 from bot.worker import Worker, default_consumer_name
 from bot.worker_pool import WorkerPool
+from rag_core.build_lock import BuildLocks, FileBuildLocks, RedisBuildLocks
 from rag_core.cache import AnswerCache, QueryEmbeddingCache
-from rag_core.commands import build_indexer, build_pipeline
-from rag_core.components import load_models, open_store
+from rag_core.commands import build_pipeline
+from rag_core.components import load_models, open_stores
+from rag_core.docset_index import DocSetIndexer
 from rag_core.errors import ConfigError
 from rag_core.model_lock import one_call_at_a_time
 
@@ -50,9 +53,9 @@ def build_workers(
     models = load_models(settings)
     if count > 1:
         models = one_call_at_a_time(models)
-    store = open_store(settings)
-    record_served_index(runtime.services.index_status, store)
-    pipeline = build_pipeline(settings, models, store)
+    stores = open_stores(settings)
+    record_served_index(runtime.services.index_status, stores)
+    pipeline = build_pipeline(settings, models, stores)
     if runtime.redis is not None:
         prefix = settings.redis_prefix
         pipeline.query_cache = QueryEmbeddingCache(
@@ -88,9 +91,12 @@ def build_workers(
         stats=services.stats,
         private=PrivateAnswers(answer_client, poster.retry),
         stream_answers=settings.stream_answers,
+        docsets=settings.docsets,
+        dm_docsets=settings.dm_docset_names,
     )
     reindex = ReindexHandler(
-        indexer=build_indexer(settings, models, store),
+        indexer=DocSetIndexer(settings, models.embedder, build_locks_of(settings, runtime)),
+        stores=stores,
         client=client,
         lock=services.reindex_lock,
         index_status=services.index_status,
@@ -109,14 +115,29 @@ def build_workers(
     ]
 
 
+def build_locks_of(settings: BotSettings, runtime: Runtime) -> BuildLocks:
+    """The doc sets' build locks on the runtime's Redis connection, or files without it."""
+    if runtime.redis is not None:
+        return RedisBuildLocks(runtime.redis, prefix=settings.redis_prefix)
+    return FileBuildLocks(settings.data_dir / "locks")
+
+
 def start_worker_pool(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> WorkerPool:
     """``RAGBOT_WORKER_THREADS`` supervised workers, started, with the ``workers``
-    liveness check on ``runtime.health``. Without Redis (the in-memory queue dies with
+    liveness check on ``runtime.health``, and the refresher of doc sets with a ``refresh``
+    interval beside them. Without Redis (the in-memory queue dies with
     the process) :meth:`WorkerPool.drain` first empties the queue."""
     workers = build_workers(settings, runtime, client, name=name, count=settings.worker_threads)
-    pool = WorkerPool(workers, finish_queue=runtime.redis is None)
+    services = runtime.services
+    refresher = DocSetRefresher(
+        settings.docsets,
+        queue=services.queue,
+        lock=services.reindex_lock,
+        schedule=RefreshSchedule(runtime.redis, prefix=settings.redis_prefix),
+    )
+    pool = WorkerPool(workers, finish_queue=runtime.redis is None, companions=[refresher])
     pool.register(runtime.health)
     return pool.start()
 

@@ -165,6 +165,7 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
                 "chunk": {**asdict(p.chunk), "heading_path": list(p.chunk.heading_path)},
                 "score": p.score,
                 "rerank_score": p.rerank_score,
+                "docset": p.docset,
             }
             for p in answer.passages
         ],
@@ -193,6 +194,7 @@ def answer_from_dict(data: dict[str, Any]) -> Answer:
             ),
             score=float(p["score"]),
             rerank_score=None if p.get("rerank_score") is None else float(p["rerank_score"]),
+            docset=str(p.get("docset", "")),
         )
         for p in data.get("passages", [])
     ]

@@ -78,6 +78,7 @@ def citation_for(passage: ScoredChunk, number: int) -> Citation:
         url=chunk.url,
         path=chunk.doc_path,
         heading=chunk.heading,
+        docset=passage.docset,
     )
 
 

@@ -31,20 +31,28 @@ def build_parser(extend: ParserExtension | None = None) -> argparse.ArgumentPars
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    index = commands.add_parser("index", help="index a folder of docs into Milvus")
-    index.add_argument("path", type=Path, nargs="?", help="folder (default: RAGBOT_DOCS_PATH)")
+    index = commands.add_parser("index", help="index the doc sets (or one) into Milvus")
+    index.add_argument(
+        "path", type=Path, nargs="?", help="a folder replacing a folder doc set's own, this once"
+    )
+    index.add_argument("--docset", metavar="NAME", help="index only this doc set")
     index.add_argument(
         "--recreate", action="store_true", help="re-embed everything (new model or dimension)"
     )
     index.set_defaults(handler=_cmd_index)
 
+    docsets = commands.add_parser("docsets", help="list the doc sets and what is indexed")
+    docsets.set_defaults(handler=_cmd_docsets)
+
     ask = commands.add_parser("ask", help="answer a question from the indexed docs")
     ask.add_argument("question")
+    ask.add_argument("--docset", metavar="NAME", action="append", help="search only these")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
     ask.set_defaults(handler=_cmd_ask)
 
     evaluate = commands.add_parser("eval", help="retrieval metrics over a questions file")
     evaluate.add_argument("questions", type=Path, help="JSONL with question and relevant")
+    evaluate.add_argument("--docset", metavar="NAME", action="append", help="search only these")
     evaluate.add_argument("--k", type=int, default=5, help="cut-off for recall (default 5)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_cmd_eval)
@@ -103,8 +111,15 @@ def _configure_logging(*, verbose: bool) -> None:
 def _cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.commands import run_index
 
-    summary = run_index(settings, args.path or settings.docs_path, recreate=args.recreate)
-    print(summary)
+    run = run_index(settings, path=args.path, docset=args.docset, recreate=args.recreate)
+    print(run.text)
+    return EXIT_USER_ERROR if run.failed else 0
+
+
+def _cmd_docsets(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.docset_table import docset_table
+
+    print(docset_table(settings))
     return 0
 
 
@@ -116,7 +131,7 @@ def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     pipeline, notices = build_cli_pipeline(settings)
     for notice in notices:
         print(f"note: {notice}", file=sys.stderr)
-    answer = pipeline.ask(args.question)
+    answer = pipeline.ask(args.question, docsets=args.docset)
     if args.json:
         from rag_core.cache import answer_to_dict
 
@@ -129,7 +144,7 @@ def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.commands import run_eval
 
-    print(run_eval(settings, args.questions, k=args.k, as_json=args.json))
+    print(run_eval(settings, args.questions, k=args.k, as_json=args.json, docsets=args.docset))
     return 0
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from rag_core.components import Models, load_models, open_store
-from rag_core.errors import IndexMismatchError, InputError
+from rag_core.components import Models, load_models, open_build_locks, open_stores
+from rag_core.docset_index import DocSetBuild, DocSetIndexer, format_revision
+from rag_core.docset_stores import DocSetStores
+from rag_core.docsets import DocSet, select_docsets
+from rag_core.errors import IndexMismatchError, InputError, RagbotError
 from rag_core.evaluation import evaluate, format_table, load_questions, report
 from rag_core.generation import ChatGenerator, build_openai_client
-from rag_core.ingest.chunking import MarkdownChunker
-from rag_core.ingest.indexer import Indexer, IndexProgress, IndexSummary
+from rag_core.ingest.indexer import IndexProgress, IndexSummary
 from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
-from rag_core.store import MilvusStore
 from rag_core.types import Answer, AnswerKind
 
 DEMO_QUESTION = "How do I start Milvus Lite from Python, and what URI do I pass to MilvusClient?"
@@ -46,35 +48,99 @@ class ProgressBars:
             self._bar = None
 
 
-def build_indexer(settings: Settings, models: Models, store: MilvusStore) -> Indexer:
-    # A chunk longer than the embedder reads would be searched on its first part only.
-    max_tokens = min(settings.chunk_tokens, models.embedder.max_tokens - 2)  # [CLS], [SEP]
-    chunker = MarkdownChunker(
-        models.embedder.count_tokens,
-        max_tokens=max_tokens,
-        overlap_tokens=min(settings.chunk_overlap, max_tokens // 4),
-        source_base_url=settings.source_base_url,
-    )
-    return Indexer(store, models.embedder, chunker, embed_batch_size=settings.embed_batch_size)
+@dataclass(slots=True)
+class IndexRun:
+    """What ``ragbot index`` did to each doc set: a printable report and the failures."""
+
+    lines: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
 
 
 def run_index(
-    settings: Settings, path: Path, *, recreate: bool = False, models: Models | None = None
-) -> str:
-    """Index ``path`` with a progress bar; returns the printable summary."""
-    if not path.exists():
-        raise InputError(f"No such file or directory: {path}")
+    settings: Settings,
+    *,
+    path: Path | None = None,
+    docset: str | None = None,
+    recreate: bool = False,
+    models: Models | None = None,
+) -> IndexRun:
+    """Index one doc set (``docset``; ``path`` replaces a folder doc set's folder) or every
+    doc set, each with a progress bar. One doc set failing never stops the others: its
+    error goes into the report and :attr:`IndexRun.failed`."""
+    chosen = _docsets_to_index(settings, path=path, docset=docset)
     models = load_models(settings, with_reranker=False) if models is None else models
-    store = open_store(settings)
-    bars = ProgressBars()
+    indexer = DocSetIndexer(settings, models.embedder, open_build_locks(settings))
+    stores = open_stores(settings)
+    run = IndexRun()
     try:
-        summary = build_indexer(settings, models, store).index(
-            path, recreate=recreate, progress=bars
-        )
+        for each in chosen:
+            bars = ProgressBars()
+            try:
+                build = indexer.index(
+                    each, stores[each.name], recreate=recreate, progress=bars, path=path
+                )
+            except RagbotError as error:
+                if len(chosen) == 1:
+                    raise
+                run.lines.append(f"error: {error}")
+                run.failed.append(each.name)
+                continue
+            finally:
+                bars.close()
+            run.lines.append(format_build(build, named=len(settings.docsets) > 1))
     finally:
-        bars.close()
-        store.close()
-    return format_summary(summary)
+        stores.close()
+    return run
+
+
+def _docsets_to_index(
+    settings: Settings, *, path: Path | None, docset: str | None
+) -> tuple[DocSet, ...]:
+    if docset is not None:
+        chosen = select_docsets(settings.docsets, [docset])
+    elif path is not None:
+        folders = [d for d in settings.docsets if d.kind == "folder"]
+        if len(settings.docsets) != 1 or not folders:
+            names = ", ".join(d.name for d in settings.docsets)
+            raise InputError(f"Name the doc set PATH belongs to with --docset (doc sets: {names}).")
+        chosen = (folders[0],)
+    else:
+        return settings.docsets
+    if path is not None:
+        if chosen[0].kind != "folder":
+            raise InputError(
+                f"Doc set {chosen[0].name} is a {chosen[0].kind} source; a PATH replaces "
+                "only a folder doc set's folder."
+            )
+        if not path.exists():
+            raise InputError(f"No such file or directory: {path}")
+        root = Path(chosen[0].source, chosen[0].subdir).resolve()
+        if path.resolve() != root and path.resolve().is_relative_to(root):
+            raise InputError(
+                f"{path} is part of doc set {chosen[0].name}'s folder {root}; its chunks keep "
+                f"paths relative to that folder, so index all of it: ragbot index --docset "
+                f"{chosen[0].name}."
+            )
+    return chosen
+
+
+def format_build(build: DocSetBuild, *, named: bool) -> str:
+    """The summary of one doc set's run, naming it when there are several."""
+    text = format_summary(build.summary)
+    notes = []
+    if build.revision is not None:
+        notes.append(
+            f"commit {format_revision(build.revision.commit, build.revision.committed_at)}"
+        )
+    if build.source_note:
+        notes.append(build.source_note)
+    if notes:
+        text += f" ({'; '.join(notes)})"
+    return f"{build.docset.name}: {text}" if named else text
 
 
 def format_summary(summary: IndexSummary) -> str:
@@ -91,7 +157,7 @@ def format_summary(summary: IndexSummary) -> str:
     return "\n".join(lines)
 
 
-def build_pipeline(settings: Settings, models: Models, store: MilvusStore) -> RagPipeline:
+def build_pipeline(settings: Settings, models: Models, stores: DocSetStores) -> RagPipeline:
     generator = None
     if settings.llm_enabled:
         client = build_openai_client(
@@ -107,22 +173,25 @@ def build_pipeline(settings: Settings, models: Models, store: MilvusStore) -> Ra
         settings,
         embedder=models.embedder,
         reranker=models.reranker,
-        store=store,
+        stores=stores,
         generator=generator,
     )
 
 
 def build_cli_pipeline(settings: Settings) -> tuple[RagPipeline, list[str]]:
     models = load_models(settings)
-    return build_pipeline(settings, models, open_store(settings)), models.notices
+    return build_pipeline(settings, models, open_stores(settings)), models.notices
 
 
 def format_answer(answer: Answer) -> str:
     lines = [answer.text.strip(), ""]
     if answer.citations:
         lines.append("Sources:" if answer.kind != AnswerKind.NOT_COVERED else "Closest sources:")
+        named = len({c.docset for c in answer.citations}) > 1
         for c in answer.citations:
             where = c.path + (f" › {c.heading}" if c.heading else "")
+            if named:
+                where = f"{c.docset}: {where}"
             lines.append(f"  [{c.number}] {c.title} — {where}")
             if c.url:
                 lines.append(f"      {c.url}")
@@ -132,11 +201,18 @@ def format_answer(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-def run_eval(settings: Settings, questions_path: Path, *, k: int, as_json: bool) -> str:
+def run_eval(
+    settings: Settings,
+    questions_path: Path,
+    *,
+    k: int,
+    as_json: bool,
+    docsets: list[str] | None = None,
+) -> str:
     questions = load_questions(questions_path)
     pipeline, _ = build_cli_pipeline(settings)
     with tqdm(total=len(questions), desc="questions", file=sys.stderr, disable=None) as bar:
-        results = evaluate(pipeline, questions, k=k, progress=bar.update)
+        results = evaluate(pipeline, questions, k=k, progress=bar.update, docsets=docsets)
     if as_json:
         return json.dumps(report(results, k=k))
     return f"{len(questions)} questions\n" + format_table(results, k=k)
@@ -147,14 +223,15 @@ def run_demo(settings: Settings, *, question: str | None = None) -> int:
     models = load_models(settings, allow_fallback=True)
     for notice in models.notices:
         print(f"note: {notice}\n", file=sys.stderr)
-    print(f"Indexing {settings.docs_path} into {settings.milvus_uri} ...", file=sys.stderr)
+    names = ", ".join(d.describe_source() for d in settings.docsets)
+    print(f"Indexing {names} into {settings.milvus_uri} ...", file=sys.stderr)
     try:
-        summary = run_index(settings, settings.docs_path, models=models)
+        run = run_index(settings, models=models)
     except IndexMismatchError:
         # The demo owns its index: rebuild it when the models changed since the last run.
-        summary = run_index(settings, settings.docs_path, recreate=True, models=models)
-    print(summary, end="\n\n")
-    pipeline = build_pipeline(settings, models, open_store(settings))
+        run = run_index(settings, recreate=True, models=models)
+    print(run.text, end="\n\n")
+    pipeline = build_pipeline(settings, models, open_stores(settings))
     question = question or DEMO_QUESTION
     print(f"Q: {question}\n")
     print(format_answer(pipeline.ask(question)))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from rag_core.build_lock import BuildLocks, build_locks
+from rag_core.docset_stores import DocSetStores
 from rag_core.errors import ModelLoadError
 from rag_core.settings import DEFAULT_EMBED_MODEL, Settings
-from rag_core.store import MilvusStore
 from rag_core.types import Embedder, Reranker
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,11 @@ def _fallback_models(settings: Settings, error: ModelLoadError) -> Models:
     )
 
 
-def open_store(settings: Settings) -> MilvusStore:
-    return MilvusStore.connect(
-        settings.milvus_uri, token=settings.milvus_token, collection=settings.collection
-    )
+def open_stores(settings: Settings) -> DocSetStores:
+    """Milvus, connected once, with one store per doc set of the settings."""
+    return DocSetStores.connect(settings.milvus_uri, settings.docsets, token=settings.milvus_token)
+
+
+def open_build_locks(settings: Settings) -> BuildLocks:
+    """The doc sets' build locks: in Redis when it is configured, else files."""
+    return build_locks(settings.redis_url, prefix=settings.redis_prefix, data_dir=settings.data_dir)

@@ -121,11 +121,14 @@ def evaluate(
     k: int = 5,
     modes: Sequence[EvalMode] | None = None,
     progress: Callable[[int], None] | None = None,
+    docsets: Sequence[str] | None = None,
 ) -> dict[str, ModeScores]:
-    """Score every mode on every question; returns the sums wrapped per mode."""
+    """Score every mode on every question, searching ``docsets`` (all for None);
+    returns the sums wrapped per mode."""
     modes = default_modes(with_reranker=pipeline.reranker is not None) if modes is None else modes
     depth = max(k, METRIC_DEPTH)
     results = {mode.name: ModeScores() for mode in modes}
+    served = pipeline.served(docsets)
     for question in questions:
         for mode in modes:
             retrieval = pipeline.retrieve(
@@ -133,6 +136,7 @@ def evaluate(
                 mode=mode.search,  # type: ignore[arg-type]
                 top_n=max(depth, pipeline.settings.candidates),
                 rerank=mode.rerank,
+                served=served,
             )
             _score(results[mode.name], question, retrieval, k=k, mode=mode, pipeline=pipeline)
         if progress is not None:

@@ -6,6 +6,7 @@ answer can be explained from the log line alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag_core.cache import AnswerCache, QueryEmbeddingCache
-from rag_core.errors import InputError
+from rag_core.docset_stores import DocSetStores
+from rag_core.docsets import DocSet
+from rag_core.errors import IndexMismatchError, IndexNotFoundError, InputError, RagbotError
 from rag_core.generation import (
     ChatGenerator,
     GeneratedAnswer,
@@ -25,7 +28,7 @@ from rag_core.generation import (
 )
 from rag_core.questions import validate_question
 from rag_core.settings import SearchMode, Settings
-from rag_core.store import MilvusStore
+from rag_core.store import IndexInfo, MilvusStore
 from rag_core.types import Answer, AnswerKind, Embedder, Reranker, ScoredChunk, Turn
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,25 @@ class Retrieval:
         return max(scores) if scores else None
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A doc set a question searches, its index and what that index is."""
+
+    docset: DocSet
+    store: MilvusStore
+    info: IndexInfo
+
+
+def merge_fairly(lists: Sequence[Sequence[ScoredChunk]], limit: int) -> list[ScoredChunk]:
+    """Interleave ranked lists by rank (the first of each, then the second of each...)
+    up to ``limit``: each doc set gets an equal share of the reranker's reading, whatever
+    its size or its scores' scale. One list comes back as it is."""
+    merged: list[ScoredChunk] = []
+    for rank in range(max((len(found) for found in lists), default=0)):
+        merged.extend(found[rank] for found in lists if rank < len(found))
+    return merged[:limit]
+
+
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -67,7 +89,7 @@ class RagPipeline:
         settings: Settings,
         *,
         embedder: Embedder,
-        store: MilvusStore,
+        stores: DocSetStores,
         reranker: Reranker | None = None,
         generator: ChatGenerator | None = None,
         query_cache: QueryEmbeddingCache | None = None,
@@ -75,7 +97,7 @@ class RagPipeline:
     ) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.store = store
+        self.stores = stores
         self.reranker = reranker
         self.generator = generator
         self.query_cache = query_cache
@@ -95,33 +117,74 @@ class RagPipeline:
             self.query_cache.put(*key, vector)
         return vector
 
+    def served(self, docsets: Sequence[str] | None = None) -> list[Served]:
+        """The doc sets named (all for None) whose index can be searched with this
+        embedder. A doc set with nothing indexed, or indexed with another model, is left
+        out (and logged) so the others still answer; when none is left, its error is
+        raised."""
+        served: list[Served] = []
+        errors: list[RagbotError] = []
+        for docset, store in self.stores.select(docsets):
+            try:
+                info = store.check_compatible(
+                    embed_model=self.embedder.model_id, dim=self.embedder.dim
+                )
+            except (IndexNotFoundError, IndexMismatchError) as error:
+                log.warning("doc set %s left out: %s", docset.name, error)
+                errors.append(error)
+                continue
+            served.append(Served(docset, store, info))
+        if not served:
+            if errors:
+                raise errors[0]
+            raise InputError(
+                "No doc set answers questions here; an admin can add this conversation "
+                "to a doc set's channels in the ragbot config."
+            )
+        return served
+
     def retrieve(
         self,
         question: str,
         *,
+        docsets: Sequence[str] | None = None,
+        served: Sequence[Served] | None = None,
         mode: SearchMode | None = None,
         candidates: int | None = None,
         top_n: int | None = None,
         rerank: bool | None = None,
         on_stage: StageSink | None = None,
     ) -> Retrieval:
-        """Search Milvus for candidates, rerank them, keep the best ``top_n``
-        (``on_stage``: see :meth:`ask`)."""
+        """Search the doc sets for candidates, rerank them, keep the best ``top_n``.
+
+        ``docsets`` names the doc sets to search (all for None), or ``served`` gives them
+        already checked. Each is searched for ``candidates`` and the lists are merged
+        fairly (:func:`merge_fairly`) to ``candidates`` before the reranker
+        (``on_stage``: see :meth:`ask`).
+        """
         mode = self.settings.search_mode if mode is None else mode
         candidates = self.settings.candidates if candidates is None else candidates
         top_n = self.settings.top_n if top_n is None else top_n
         use_reranker = self.reranker is not None if rerank is None else rerank
         if use_reranker and self.reranker is None:
             raise InputError("Reranking was asked for but no reranker is configured.")
+        searched = self.served(docsets) if served is None else served
         timings: dict[str, float] = {}
         vector = None
         if mode != "bm25":
             with _timed(timings, "embed"):
                 vector = self.embed_query(question)
         with _timed(timings, "search"):
-            found = self.store.search(
-                query_vector=vector, query_text=question, mode=mode, limit=candidates
-            )
+            lists = [
+                [
+                    dataclasses.replace(hit, docset=each.docset.name)
+                    for hit in each.store.search(
+                        query_vector=vector, query_text=question, mode=mode, limit=candidates
+                    )
+                ]
+                for each in searched
+            ]
+            found = merge_fairly(lists, candidates)
         if not use_reranker or not found:
             return Retrieval(question, found, found[:top_n], False, timings)
         assert self.reranker is not None
@@ -129,7 +192,9 @@ class RagPipeline:
             on_stage("rerank", len(found))
         with _timed(timings, "rerank"):
             scores = self.reranker.score(question, [c.chunk.embed_text for c in found])
-        rescored = [ScoredChunk(c.chunk, c.score, s) for c, s in zip(found, scores, strict=True)]
+        rescored = [
+            dataclasses.replace(c, rerank_score=s) for c, s in zip(found, scores, strict=True)
+        ]
         rescored.sort(key=lambda c: c.rerank_score or 0.0, reverse=True)
         return Retrieval(question, found, rescored[:top_n], True, timings)
 
@@ -148,11 +213,13 @@ class RagPipeline:
         self,
         question: str,
         *,
+        docsets: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
         on_text: TextSink | None = None,
         on_stage: StageSink | None = None,
     ) -> Answer:
-        """Answer a question (with the conversation so far) from the indexed docs.
+        """Answer a question (with the conversation so far) from the indexed docs of
+        ``docsets`` (all doc sets for None).
 
         ``on_text``: a generated answer is streamed to it as the model writes it
         (cached, extractive and not-covered answers are not: they come whole).
@@ -163,21 +230,20 @@ class RagPipeline:
         question = validate_question(question, max_chars=self.settings.max_question_chars)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        info = self.store.check_compatible(
-            embed_model=self.embedder.model_id, dim=self.embedder.dim
-        )
+        served = self.served(docsets)
+        index_version = "+".join(each.info.version for each in served)
         standalone = question
         if history:
             with _timed(timings, "condense"):
                 standalone = self.standalone_question(question, history)
-        cached = self._cached_answer(info.version, standalone, history)
+        cached = self._cached_answer(index_version, standalone, history)
         if cached is not None:
             cached.timings_ms = {"cache": round((time.perf_counter() - started) * 1000, 1)}
-            log.info("answer cache hit", extra={"index_version": info.version})
+            log.info("answer cache hit", extra={"index_version": index_version})
             return cached
         if on_stage is not None:
             on_stage("search", 0)
-        retrieval = self.retrieve(standalone, on_stage=on_stage)
+        retrieval = self.retrieve(standalone, served=served, on_stage=on_stage)
         timings.update(retrieval.timings_ms)
         with _timed(timings, "generate"):
             generated, kind = self._answer(
@@ -192,10 +258,10 @@ class RagPipeline:
             passages=generated.passages or retrieval.passages,
             standalone_question=standalone,
             timings_ms=timings,
-            index_version=info.version,
+            index_version=index_version,
         )
         if self.answer_cache is not None and not history:
-            self.answer_cache.put(info.version, standalone, answer, settings_key=self.cache_key)
+            self.answer_cache.put(index_version, standalone, answer, settings_key=self.cache_key)
         log.info("answered", extra={"kind": kind.value, "timings_ms": timings})
         return answer
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag_core.docsets import DocSet, default_docset, load_docsets
+from rag_core.errors import ConfigError
 
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
@@ -59,6 +62,21 @@ class Settings(BaseSettings):
     milvus_token: str = ""
     collection: str = Field(default="ragbot_docs", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 
+    # Doc sets
+    config: Path | None = Field(
+        default=None, description="TOML file declaring doc sets; empty: one folder, docs_path."
+    )
+    data_dir: Path = Path("ragbot_data")
+    dm_docsets: str = Field(
+        default="", description="Comma-separated doc sets DMs search; empty: all of them."
+    )
+    git_token: SecretStr = SecretStr("")
+    git_ssh_key: Path | None = None
+
+    # Redis: the caches, the build locks (and, for the bot, the queue)
+    redis_url: str = ""
+    redis_prefix: str = "ragbot:"
+
     # Ingestion
     docs_path: Path = Path("sample_docs")
     source_base_url: str = ""
@@ -82,7 +100,9 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     llm_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
 
-    @field_validator("embed_dim", mode="before")
+    _docsets: tuple[DocSet, ...] = PrivateAttr(default=())
+
+    @field_validator("embed_dim", "config", "git_ssh_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -100,6 +120,36 @@ class Settings(BaseSettings):
                 f"RAGBOT_CHUNK_TOKENS ({self.chunk_tokens})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _read_docsets(self) -> Settings:
+        if self.config is None:
+            self._docsets = (
+                default_docset(
+                    docs_path=self.docs_path,
+                    source_base_url=self.source_base_url,
+                    collection=self.collection,
+                ),
+            )
+        else:
+            self._docsets = load_docsets(self.config, collection=self.collection)
+        known = {d.name for d in self._docsets}
+        for name in self.dm_docset_names:
+            if name not in known:
+                raise ConfigError(
+                    f"RAGBOT_DM_DOCSETS names {name!r}, which is not a doc set "
+                    f"(doc sets: {', '.join(sorted(known))})."
+                )
+        return self
+
+    @property
+    def docsets(self) -> tuple[DocSet, ...]:
+        """The doc sets of ``RAGBOT_CONFIG``, or the one folder of ``RAGBOT_DOCS_PATH``."""
+        return self._docsets
+
+    @property
+    def dm_docset_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.dm_docsets.split(",") if n.strip())
 
     @property
     def reranking_enabled(self) -> bool:

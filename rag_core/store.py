@@ -52,6 +52,8 @@ class IndexInfo:
     created_at: datetime | None  # UTC; None for a collection this project did not create
     chunk_count: int
     source_digest: str = ""  # see Indexer.source_digest; "" when unknown
+    revision: str = ""  # the git commit it was built from; "" for other sources
+    revision_at: datetime | None = None  # that commit's date (UTC)
 
 
 class MilvusStore:
@@ -89,37 +91,11 @@ class MilvusStore:
     def connect(
         cls, uri: str, *, token: str = "", collection: str, timeout_s: float = 10
     ) -> MilvusStore:
-        """Open Milvus at ``uri``: a Milvus Lite ``*.db`` path (its folder is created) or
-        an ``http(s)://``/``tcp://`` address. Fails within ``timeout_s`` seconds with
-        :class:`StoreUnavailableError` naming the URI when it cannot be reached."""
-        if uri.endswith(".db"):
-            Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            target = str(Path(uri).expanduser())
-        elif urlparse(uri).scheme.lower() in _REMOTE_SCHEMES:
-            target = uri
-        else:
-            raise ConfigError(
-                f"RAGBOT_MILVUS_URI {uri!r} is neither a Milvus Lite file path ending in .db "
-                "nor an http(s):// or tcp:// address of a Milvus server."
-            )
-        try:
-            # No keepalive pings while idle: Milvus Lite's server answers them with GOAWAY.
-            options = {"grpc_options": {"grpc.keepalive_permit_without_calls": False}}
-            remote = urlparse(uri).scheme.lower() in _REMOTE_SCHEMES
-            client = MilvusClient(
-                uri=target, token=token, timeout=timeout_s, **(options if remote else {})
-            )
-        except (MilvusException, grpc.RpcError) as error:
-            hint = (
-                " Is another process using it? Several processes need a Milvus server "
-                "(e.g. `milvus-lite server`) and RAGBOT_MILVUS_URI=http://HOST:PORT."
-                if uri.endswith(".db")
-                else ""
-            )
-            raise StoreUnavailableError(
-                f"Cannot reach Milvus at {uri}: {reason(error)}.{hint}"
-            ) from error
-        store = cls(client, collection=collection, uri=uri)
+        """Open Milvus at ``uri`` (see :func:`open_client`) and load ``collection``'s
+        published version."""
+        store = cls(
+            open_client(uri, token=token, timeout_s=timeout_s), collection=collection, uri=uri
+        )
         store.load_published()
         return store
 
@@ -151,6 +127,7 @@ class MilvusStore:
             counted = self._count_rows(version)
         props = described.get("properties") or {}
         created = props.get(rows.PROP_CREATED_AT, "")
+        revision_at = props.get(rows.PROP_REVISION_AT, "")
         return IndexInfo(
             version=version,
             embed_model=props.get(rows.PROP_EMBED_MODEL, ""),
@@ -158,6 +135,8 @@ class MilvusStore:
             created_at=datetime.fromisoformat(created) if created else None,
             chunk_count=counted,
             source_digest=props.get(rows.PROP_SOURCE_DIGEST, ""),
+            revision=props.get(rows.PROP_REVISION, ""),
+            revision_at=datetime.fromisoformat(revision_at) if revision_at else None,
         )
 
     def check_compatible(self, *, embed_model: str, dim: int) -> IndexInfo:
@@ -184,11 +163,20 @@ class MilvusStore:
 
     # -- building a version -----------------------------------------------------------
 
-    def create_version(self, *, embed_model: str, dim: int, source_digest: str = "") -> str:
+    def create_version(
+        self,
+        *,
+        embed_model: str,
+        dim: int,
+        source_digest: str = "",
+        revision: str = "",
+        revision_at: datetime | None = None,
+    ) -> str:
         """Create an empty, loaded collection for a new build; returns its name.
 
         It stays invisible to searches until :meth:`publish`. ``source_digest`` records
-        what it is built from, so an unchanged corpus can be recognised next time.
+        what it is built from, so an unchanged corpus can be recognised next time;
+        ``revision`` and ``revision_at`` the git commit, so a refresh can diff from it.
         """
         if dim < 1:
             raise InputError(f"The embedding dimension must be positive, not {dim}.")
@@ -199,7 +187,12 @@ class MilvusStore:
                 version,
                 schema=rows.build_schema(dim),
                 properties=rows.collection_properties(
-                    embed_model=embed_model, dim=dim, created_at=now, source_digest=source_digest
+                    embed_model=embed_model,
+                    dim=dim,
+                    created_at=now,
+                    source_digest=source_digest,
+                    revision=revision,
+                    revision_at=revision_at,
                 ),
                 timeout=self._timeout,
             )
@@ -231,20 +224,17 @@ class MilvusStore:
         """Chunk id -> content hash of every row of ``version``, read page by page."""
         found: dict[str, str] = {}
         with self._errors(f"read the chunk hashes of {version}"):
-            self._client.load_collection(version, timeout=self._timeout)
-            iterator = self._client.query_iterator(
-                version,
-                batch_size=self._batch_size,
-                filter="",
-                output_fields=[rows.ID, rows.CONTENT_HASH],
-                timeout=self._timeout,
-            )
-            try:
-                while page := iterator.next():
-                    found.update((row[rows.ID], row[rows.CONTENT_HASH]) for row in page)
-            finally:
-                iterator.close()
+            for page in self._pages(version, [rows.ID, rows.CONTENT_HASH]):
+                found.update((row[rows.ID], row[rows.CONTENT_HASH]) for row in page)
         return found
+
+    def document_count(self, version: str) -> int:
+        """How many distinct documents ``version`` holds chunks of (one scan of the paths)."""
+        paths: set[str] = set()
+        with self._errors(f"count the documents of {version}"):
+            for page in self._pages(version, [rows.DOC_PATH]):
+                paths.update(row[rows.DOC_PATH] for row in page)
+        return len(paths)
 
     def vectors_for_hashes(self, version: str, hashes: Collection[str]) -> dict[str, np.ndarray]:
         """Content hash -> stored dense vector (float32) for the hashes ``version`` holds.
@@ -268,6 +258,25 @@ class MilvusStore:
             for row in page:
                 found[row[rows.CONTENT_HASH]] = np.asarray(row[rows.DENSE], dtype=np.float32)
         return found
+
+    def copy_rows(self, source: str, target: str, *, skip_paths: Collection[str]) -> int:
+        """Copy every row of version ``source`` into ``target``, vectors included, except
+        the rows of documents in ``skip_paths``; returns how many were copied. BM25 vectors
+        are rebuilt by Milvus from the text on insert."""
+        skipped = set(skip_paths)
+        copied = 0
+        fields = [rows.ID, rows.TEXT, rows.DENSE, *rows.METADATA_FIELDS]
+        with self._errors(f"copy rows from {source}"):
+            for page in self._pages(source, fields):
+                kept = [
+                    {name: row[name] for name in fields}
+                    for row in page
+                    if row[rows.DOC_PATH] not in skipped
+                ]
+                if kept:
+                    self._client.insert(target, kept, timeout=self._timeout)
+                    copied += len(kept)
+        return copied
 
     def publish(self, version: str) -> str | None:
         """Point the alias at ``version`` (one atomic switch), then drop the version it
@@ -299,6 +308,12 @@ class MilvusStore:
             if version == self._published_version():
                 raise InputError(f"{version} is the published index; publish another first.")
             self._client.drop_collection(version, timeout=self._timeout)
+
+    def versions(self) -> list[str]:
+        """Every version of this alias in Milvus, published or not, oldest first."""
+        with self._errors("list collections"):
+            names = self._client.list_collections(timeout=self._timeout)
+        return sorted(n for n in names if rows.is_version_of(self._alias, n))
 
     def drop_stale_versions(self) -> list[str]:
         """Drop every version of this alias that is not published (left by a crashed
@@ -374,6 +389,22 @@ class MilvusStore:
         with self._errors("search"):
             return self._search_once(vector, text, mode, limit)
 
+    def _pages(self, version: str, fields: list[str]) -> Iterator[list[dict]]:
+        """Every row of ``version`` (loaded first), ``fields`` only, a page at a time."""
+        self._client.load_collection(version, timeout=self._timeout)
+        iterator = self._client.query_iterator(
+            version,
+            batch_size=self._batch_size,
+            filter="",
+            output_fields=fields,
+            timeout=self._timeout,
+        )
+        try:
+            while page := iterator.next():
+                yield page
+        finally:
+            iterator.close()
+
     def _count_rows(self, version: str) -> int:
         """Exact row count; loads ``version`` first when a restart left it released."""
         for attempt in (1, 2):
@@ -413,3 +444,36 @@ class MilvusStore:
             yield
         except (MilvusException, grpc.RpcError) as error:
             raise self._unavailable(action, error) from error
+
+
+def open_client(uri: str, *, token: str = "", timeout_s: float = 10) -> MilvusClient:
+    """A client of Milvus at ``uri``: a Milvus Lite ``*.db`` path (its folder is created)
+    or an ``http(s)://``/``tcp://`` address. Fails within ``timeout_s`` seconds with
+    :class:`StoreUnavailableError` naming the URI when it cannot be reached."""
+    if uri.endswith(".db"):
+        Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        target = str(Path(uri).expanduser())
+    elif urlparse(uri).scheme.lower() in _REMOTE_SCHEMES:
+        target = uri
+    else:
+        raise ConfigError(
+            f"RAGBOT_MILVUS_URI {uri!r} is neither a Milvus Lite file path ending in .db "
+            "nor an http(s):// or tcp:// address of a Milvus server."
+        )
+    try:
+        # No keepalive pings while idle: Milvus Lite's server answers them with GOAWAY.
+        options = {"grpc_options": {"grpc.keepalive_permit_without_calls": False}}
+        remote = urlparse(uri).scheme.lower() in _REMOTE_SCHEMES
+        return MilvusClient(
+            uri=target, token=token, timeout=timeout_s, **(options if remote else {})
+        )
+    except (MilvusException, grpc.RpcError) as error:
+        hint = (
+            " Is another process using it? Several processes need a Milvus server "
+            "(e.g. `milvus-lite server`) and RAGBOT_MILVUS_URI=http://HOST:PORT."
+            if uri.endswith(".db")
+            else ""
+        )
+        raise StoreUnavailableError(
+            f"Cannot reach Milvus at {uri}: {reason(error)}.{hint}"
+        ) from error

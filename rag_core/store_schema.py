@@ -29,6 +29,8 @@ PROP_EMBED_DIM = "ragbot.embed_dim"
 PROP_CREATED_AT = "ragbot.created_at"
 PROP_SCHEMA_VERSION = "ragbot.schema_version"
 PROP_SOURCE_DIGEST = "ragbot.source_digest"  # the documents and chunking it was built from
+PROP_REVISION = "ragbot.source_revision"  # the git commit indexed; "" for other sources
+PROP_REVISION_AT = "ragbot.source_revision_at"  # that commit's date, ISO 8601 UTC
 
 ID = "id"
 TEXT = "text"
@@ -117,7 +119,13 @@ def build_index_params() -> IndexParams:
 
 
 def collection_properties(
-    *, embed_model: str, dim: int, created_at: datetime, source_digest: str = ""
+    *,
+    embed_model: str,
+    dim: int,
+    created_at: datetime,
+    source_digest: str = "",
+    revision: str = "",
+    revision_at: datetime | None = None,
 ) -> dict[str, str]:
     """What a collection records about how it was built (read back by ``index_info``)."""
     return {
@@ -126,6 +134,8 @@ def collection_properties(
         PROP_CREATED_AT: created_at.isoformat(),
         PROP_SCHEMA_VERSION: SCHEMA_VERSION,
         PROP_SOURCE_DIGEST: source_digest,
+        PROP_REVISION: revision,
+        PROP_REVISION_AT: revision_at.isoformat() if revision_at else "",
     }
 
 

@@ -20,6 +20,7 @@ class Document:
     text: str
     format: str  # "markdown", "text", "rst" or "html"
     doc_id: str = ""
+    slug: str = ""  # the front matter's ``slug`` (a page URL the site sets); "" when none
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class ScoredChunk:
     chunk: Chunk
     score: float  # retrieval score (RRF, inner product or BM25 depending on the mode)
     rerank_score: float | None = None
+    docset: str = ""  # the doc set it was found in
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class Citation:
     url: str
     path: str
     heading: str
+    docset: str = ""  # the doc set of the source
 
 
 class AnswerKind(StrEnum):

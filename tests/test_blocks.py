@@ -224,6 +224,9 @@ def test_reindex_progress() -> None:
     assert len(done) == 1
     assert "100% (1,000/1,000)" in done[0]["text"]["text"]
     assert "0 done" in reindex_progress_blocks("loading", 0, 0)[0]["text"]["text"]
+    fetched = reindex_progress_blocks("wiki: fetching", 1, 1, detail="commit 0123456 (2026-11-30)")
+    _assert_valid(fetched)
+    assert fetched[-1]["elements"][0]["text"] == "commit 0123456 (2026-11-30)"
 
 
 def test_reindex_summary() -> None:
@@ -238,7 +241,7 @@ def test_reindex_summary() -> None:
         "seconds": 93.25,
         "skipped_files": [{"path": "a.bin", "reason": "binary"}],
     }
-    blocks = reindex_summary_blocks(summary)
+    blocks = reindex_summary_blocks([summary])
     _assert_valid(blocks)
     fields = [f["text"] for b in blocks[1:] for f in b["fields"]]
     assert fields == [

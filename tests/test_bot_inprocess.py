@@ -42,7 +42,7 @@ def test_app_without_redis_indexes_and_answers_by_itself(lone_app, events_to, sl
     assert "Nothing is indexed yet" in wait_for_answer(slack_api, before)["text"]
 
     _, reply = command_reply(events, slack_api, "/reindex", "", user=ADMIN_USER)
-    assert reply.startswith("Re-indexing `")
+    assert reply.startswith("Re-indexing the docs.")
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
     sent = events.mention("How do I install Milvus Lite?", user=user)
     answer = wait_for_answer(slack_api, sent)

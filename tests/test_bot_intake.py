@@ -498,9 +498,9 @@ def test_reindex_by_an_admin_is_queued_and_a_second_one_refused(local_bot, slack
 
     texts = {reply["text"] for reply in responses(slack_api, 3)[1:]}
     assert latency < 1.0
-    assert started["text"].startswith("Re-indexing `")
+    assert started["text"].startswith("Re-indexing the docs.")
     assert ALREADY_RUNNING_TEXT in texts
-    assert any(text.startswith("Only the docs folder") for text in texts)
+    assert any(text.startswith("There is no doc set named `../..`") for text in texts)
     [job] = bot.jobs()
     assert isinstance(job, ReindexJob) and job.user == ADMIN_USER
     assert bot.metric("ragbot_jobs_enqueued_total", kind="reindex") == 1

@@ -7,13 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bot.conversation_state import ThreadRegistry
 from bot.jobs import AskJob
-from bot.listeners.commands.reindex import resolve_docs_path
 from bot.listeners.events.message import is_question
 from bot.local_queue import InMemoryJobQueue
 from bot.text import mentions, question_from_text
@@ -67,16 +65,6 @@ def test_is_question_takes_dms_and_replies_in_threads_the_bot_answered():
     assert not ask(_event(thread_ts="1.0", subtype="message_changed"))
     assert not ask(_event(channel_type="im", bot_id="B2"))
     assert not ask(_event(channel_type="im", user="UBOT"))
-
-
-def test_resolve_docs_path_stays_under_the_docs_root(tmp_path: Path):
-    (tmp_path / "guides").mkdir()
-
-    assert resolve_docs_path("", tmp_path) == tmp_path.resolve()
-    assert resolve_docs_path(" guides ", tmp_path) == (tmp_path / "guides").resolve()
-    assert resolve_docs_path("../../etc", tmp_path) is None
-    assert resolve_docs_path("/etc", tmp_path) is None
-    assert resolve_docs_path("guides/../..", tmp_path) is None
 
 
 def test_job_lease_keeps_a_slow_job_from_being_claimed():

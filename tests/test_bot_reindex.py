@@ -27,16 +27,18 @@ def reindex(
     return command_reply(slack_events, slack_api, "/reindex", text, user=user)
 
 
-def test_non_admins_and_paths_outside_the_docs_are_refused_privately(
+def test_non_admins_and_unknown_doc_sets_are_refused_privately(
     bot_stack, slack_events, slack_api, new_user
 ):
     refused, refusal = reindex(slack_events, slack_api, "", user=new_user())
-    escaped, escape = reindex(slack_events, slack_api, "../../etc", user=ADMIN_USER)
+    unknown, escape = reindex(slack_events, slack_api, "../../etc", user=ADMIN_USER)
 
     assert refused.status == 200 and refused.seconds < ACK_BUDGET_S
-    assert refused.body == "" and escaped.body == ""
+    assert refused.body == "" and unknown.body == ""
     assert refusal == NOT_ADMIN_TEXT
-    assert escape.startswith("Only the docs folder")
+    assert escape == (
+        "There is no doc set named `../../etc`. Doc sets: `docs`; `/reindex` alone does all."
+    )
     wait_quiet(slack_api, quiet_s=1.0)
     assert slack_api.calls_for("chat.postMessage") == []
     assert bot_stack.redis.xlen(bot_stack.stream) == 0
@@ -57,7 +59,7 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     held.release()
 
     assert started.status == 200 and started.seconds < ACK_BUDGET_S
-    assert start_reply.startswith("Re-indexing `")
+    assert start_reply == "Re-indexing the docs. I'll post progress in a DM."
     assert second_reply == ALREADY_RUNNING_TEXT
     versions = wait_for_dm(slack_api, admin, "Reindex finished")
     assert versions[0]["text"] == "Re-index queued…"
@@ -68,18 +70,23 @@ def test_workspace_admin_reindexes_with_progress_in_one_dm(
     assert dm_versions(slack_api, ADMIN_USER) == []
 
     _, again = reindex(slack_events, slack_api, "", user=ADMIN_USER)  # the lock is free again
-    assert again.startswith("Re-indexing `")
+    assert again.startswith("Re-indexing the docs.")
     wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
 
 
 def test_failed_reindex_says_why_and_the_old_index_keeps_answering(
     bot_stack, slack_events, slack_api, new_user
 ):
-    _, reply = reindex(slack_events, slack_api, "drafts", user=ADMIN_USER)
+    docs = Path(bot_stack.variables["RAGBOT_DOCS_PATH"])
+    docs.rename(docs.with_name("docs-away"))  # the folder vanished from the workers' disk
+    try:
+        _, reply = reindex(slack_events, slack_api, "docs", user=ADMIN_USER)
+        versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex failed")
+    finally:
+        docs.with_name("docs-away").rename(docs)
 
-    assert reply.startswith("Re-indexing `")
-    versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex failed")
-    assert "No documents found in" in versions[-1]["text"]
+    assert reply == "Re-indexing doc set `docs`. I'll post progress in a DM."
+    assert f"Doc set docs: the folder {docs} does not exist" in versions[-1]["text"]
     assert "previous index is still serving" in str(versions[-1]["blocks"])
 
     sent = slack_events.mention("What does the Helm chart set?", user=new_user())

@@ -69,9 +69,10 @@ def test_details_are_fixed_texts_and_errors_go_to_the_log(caplog):
         return SimpleNamespace(version="v20250101-000000", chunk_count=42)
 
     health = Health(check_timeout_s=1.0)
-    health.add_check("milvus", milvus_check(SimpleNamespace(index_info=unreachable)))
+    docs = SimpleNamespace(name="docs")
+    health.add_check("milvus", milvus_check([(docs, SimpleNamespace(index_info=unreachable))]))
     health.add_check("broken", broken)
-    health.add_check("index", milvus_check(SimpleNamespace(index_info=published)))
+    health.add_check("index", milvus_check([(docs, SimpleNamespace(index_info=published))]))
     try:
         with caplog.at_level(logging.WARNING, logger="bot.health"):
             _, body = health.ready()
@@ -81,7 +82,7 @@ def test_details_are_fixed_texts_and_errors_go_to_the_log(caplog):
     assert body["checks"] == {
         "milvus": {"ok": False, "detail": "unreachable"},
         "broken": {"ok": False, "detail": "failed"},
-        "index": {"ok": True, "detail": "index v20250101-000000 with 42 chunks"},
+        "index": {"ok": True, "detail": "reachable; docs: index v20250101-000000 with 42 chunks"},
     }
     assert "Passw0rd" not in str(body)
     assert caplog.text.count(SECRET_URI) == 2  # the operator still learns why

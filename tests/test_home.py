@@ -15,8 +15,9 @@ from bot.home import HOME_REINDEX, home_view
 from bot.index_status import IndexStatus, IndexStatusStore, IndexStatusUnavailable
 from bot.jobs import ReindexJob, new_job_id
 from bot.reindexing import ReindexHandler, record_served_index
-from rag_core.commands import build_indexer
-from rag_core.components import load_models, open_store
+from rag_core.build_lock import FileBuildLocks
+from rag_core.components import load_models, open_stores
+from rag_core.docset_index import DocSetIndexer
 from tests.fixtures.bot_stack import ADMIN_USER, bot_settings
 from tests.fixtures.slack_events import wait_for_dm, wait_quiet
 from tests.fixtures.slack_views import check_view
@@ -44,7 +45,7 @@ def buttons(view: dict) -> list[str]:
 
 
 def test_home_view_shows_index_week_and_gaps_within_slack_limits():
-    view = home_view(week=WEEK, index=INDEX, admin=False, now=NOW)
+    view = home_view(week=WEEK, index=[INDEX], admin=False, now=NOW)
 
     check_view(view, surface="home")
     text = text_of(view)
@@ -56,7 +57,7 @@ def test_home_view_shows_index_week_and_gaps_within_slack_limits():
 
 
 def test_admins_get_the_reindex_button_and_a_notice_on_top():
-    view = home_view(week=WEEK, index=INDEX, admin=True, notice="Re-indexing.", now=NOW)
+    view = home_view(week=WEEK, index=[INDEX], admin=True, notice="Re-indexing.", now=NOW)
 
     check_view(view, surface="home")
     assert buttons(view) == [HOME_REINDEX]
@@ -66,8 +67,8 @@ def test_admins_get_the_reindex_button_and_a_notice_on_top():
 @pytest.mark.parametrize(
     ("index", "readable", "week", "expected"),
     [
-        (None, True, WeekStats(), ["No index has been reported yet", "every question found"]),
-        (None, False, WeekStats(available=False), ["Redis is unavailable", "Unavailable"]),
+        ([], True, WeekStats(), ["No index has been reported yet", "every question found"]),
+        ([], False, WeekStats(available=False), ["Redis is unavailable", "Unavailable"]),
     ],
 )
 def test_home_view_says_in_words_what_it_cannot_show(index, readable, week, expected):
@@ -80,7 +81,7 @@ def test_home_view_says_in_words_what_it_cannot_show(index, readable, week, expe
 
 def test_many_long_gaps_stay_within_slack_limits():
     gaps = tuple((f"question {n} " + "x" * 400, 100 - n) for n in range(50))
-    view = home_view(week=WeekStats(questions=50, not_covered=50, gaps=gaps), index=None, now=NOW)
+    view = home_view(week=WeekStats(questions=50, not_covered=50, gaps=gaps), index=[], now=NOW)
     check_view(view, surface="home")
 
 
@@ -138,7 +139,9 @@ def test_admin_reindexes_from_home_with_progress_in_a_dm(
     calls = slack_api.wait_for("views.publish", 2, timeout=10)
     assert calls[1].args["user_id"] == ADMIN_USER
     again = slack_api.home_view(ADMIN_USER)
-    assert again["id"] == view["id"] and "Re-indexing `" in again["blocks"][1]["text"]["text"]
+    assert (
+        again["id"] == view["id"] and "Re-indexing the docs." in again["blocks"][1]["text"]["text"]
+    )
     versions = wait_for_dm(slack_api, ADMIN_USER, "Reindex finished")
     assert versions[0]["text"] == "Re-index queued…"
 
@@ -157,40 +160,61 @@ def test_admin_reindexes_from_home_with_progress_in_a_dm(
 
 
 def test_a_finished_reindex_is_recorded_with_who_started_it(
-    bot_index, slack_client, redis_client, redis_prefix
+    bot_index, slack_client, redis_client, redis_prefix, tmp_path
 ):
     settings = bot_settings(bot_index)
-    store = open_store(settings)
+    stores = open_stores(settings)
     status = IndexStatusStore(redis_client, prefix=redis_prefix)
     handler = ReindexHandler(
-        indexer=build_indexer(settings, load_models(settings), store),
+        indexer=DocSetIndexer(
+            settings, load_models(settings).embedder, FileBuildLocks(tmp_path / "locks")
+        ),
+        stores=stores,
         client=slack_client,
         lock=ReindexLock(redis_client, prefix=redis_prefix),
         index_status=status,
     )
-    job = ReindexJob(job_id=new_job_id(), user="U7", channel="D7", path=str(settings.docs_path))
+    job = ReindexJob(job_id=new_job_id(), user="U7", channel="D7")
 
     handler.handle(job, heartbeat=lambda: None)
 
-    recorded = status.get()
-    assert recorded is not None
+    [recorded] = status.statuses()
     documents = len(list(Path(settings.docs_path).rglob("*.md")))
     assert (recorded.built_by, recorded.documents) == ("U7", documents) and recorded.chunks > 0
-    record_served_index(status, store)  # a worker starting later keeps who built it
-    assert status.get() == recorded
+    assert recorded.docset == "docs"
+    record_served_index(status, stores)  # a worker starting later keeps who built it
+    assert status.statuses() == [recorded]
     fresh = IndexStatusStore(None)  # a worker finding an index built by `ragbot index`
-    record_served_index(fresh, store)
-    found = fresh.get()
-    assert found is not None and found.version == recorded.version
+    record_served_index(fresh, stores)
+    [found] = fresh.statuses()
+    assert found.version == recorded.version
     assert (found.documents, found.built_by, found.chunks) == (None, "", recorded.chunks)
-    store.close()
+    stores.close()
 
 
 def test_index_status_unreadable_is_told_apart_from_nothing_recorded(
     redis_client, redis_prefix, unreachable_redis_url
 ):
-    assert IndexStatusStore(redis_client, prefix=redis_prefix).get() is None
+    assert IndexStatusStore(redis_client, prefix=redis_prefix).statuses() == []
     down = IndexStatusStore(redis.Redis.from_url(unreachable_redis_url, socket_connect_timeout=0.5))
     with pytest.raises(IndexStatusUnavailable):
-        down.get()
+        down.statuses()
     down.put(INDEX)  # logged, not raised
+
+
+def test_home_view_names_each_doc_set_and_its_commit():
+    wiki = IndexStatus(
+        version="kb_wiki__v20250101_def",
+        chunks=40,
+        documents=None,
+        built_at=NOW - 60,
+        docset="wiki",
+        commit="0123456789abcdef0123456789abcdef01234567",
+        commit_at=NOW - 7200,
+    )
+    view = home_view(week=WEEK, index=[INDEX, wiki], now=NOW)
+
+    check_view(view, surface="home")
+    text = text_of(view)
+    assert "• *docs*: 56 documents, 1,234 chunks" in text
+    assert f"• *wiki*: 40 chunks, commit `0123456` of <!date^{int(NOW - 7200)}^" in text

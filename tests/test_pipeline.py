@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from rag_core.cache import AnswerCache, QueryEmbeddingCache
+from rag_core.docset_stores import DocSetStores
+from rag_core.docsets import DocSet
 from rag_core.errors import IndexMismatchError, IndexNotFoundError, InputError
 from rag_core.generation import ChatGenerator, build_openai_client
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer
 from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
-from rag_core.store import MilvusStore
 from rag_core.types import AnswerKind, Turn
 
 DOCS = {
@@ -35,28 +36,32 @@ def docs(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def store(milvus_uri: str):
-    store = MilvusStore.connect(milvus_uri, collection="pipeline_docs")
-    yield store
-    store.close()
+def docset(name: str, collection: str) -> DocSet:
+    return DocSet(name=name, kind="folder", source="", collection=collection)
 
 
 @pytest.fixture
-def indexed(store, tiny_embedder, docs):
+def stores(milvus_uri: str):
+    stores = DocSetStores.connect(milvus_uri, [docset("docs", "pipeline_docs")])
+    yield stores
+    stores.close()
+
+
+@pytest.fixture
+def indexed(stores, tiny_embedder, docs):
     chunker = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=128, overlap_tokens=16)
-    Indexer(store, tiny_embedder, chunker).index(docs)
-    return store
+    Indexer(stores["docs"], tiny_embedder, chunker).index(docs)
+    return stores
 
 
-def make_pipeline(store, embedder, *, reranker=None, llm_url: str = "", **overrides):
+def make_pipeline(stores, embedder, *, reranker=None, llm_url: str = "", **overrides):
     settings = Settings(_env_file=None, llm_base_url=llm_url, candidates=10, top_n=3, **overrides)
     generator = None
     if llm_url:
         client = build_openai_client(api_key="", base_url=llm_url, timeout_s=5, max_retries=0)
         generator = ChatGenerator(client, model="test-model")
     return RagPipeline(
-        settings, embedder=embedder, store=store, reranker=reranker, generator=generator
+        settings, embedder=embedder, stores=stores, reranker=reranker, generator=generator
     )
 
 
@@ -164,9 +169,9 @@ def test_collection_built_with_another_dimension_is_a_clear_error(indexed, tiny_
     assert "64" in message and "32" in message and "--recreate" in message
 
 
-def test_nothing_indexed_is_a_clear_error(store, tiny_embedder):
+def test_nothing_indexed_is_a_clear_error(stores, tiny_embedder):
     with pytest.raises(IndexNotFoundError, match="ragbot index"):
-        make_pipeline(store, tiny_embedder).ask("zebrafish")
+        make_pipeline(stores, tiny_embedder).ask("zebrafish")
 
 
 def test_caches_serve_repeat_questions_until_the_index_changes(
@@ -193,7 +198,7 @@ def test_caches_serve_repeat_questions_until_the_index_changes(
 
     (docs / "faq.md").write_text("# FAQ\n\nNew content about zebrafish.\n", encoding="utf-8")
     chunker = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=128, overlap_tokens=16)
-    Indexer(indexed, tiny_embedder, chunker).index(docs)
+    Indexer(indexed["docs"], tiny_embedder, chunker).index(docs)
     third = pipeline.ask("How do I install zebrafish?")
     assert not third.cached and third.index_version != first.index_version
     assert len(openai_server.requests) == 2

@@ -88,7 +88,7 @@ def test_reindex_job_json_round_trip() -> None:
         job_id=new_job_id(),
         user="U2",
         channel="C2",
-        path="docs/",
+        docset="handbook",
         recreate=True,
         response_url="https://hooks.example/1",
     )
@@ -96,6 +96,18 @@ def test_reindex_job_json_round_trip() -> None:
     assert isinstance(restored, ReindexJob)
     assert restored == job
     assert restored.progress_ts is None
+    # A job queued by an older version named a folder: it now re-indexes every doc set.
+    old = json.loads(job_to_json(job))
+    del old["docset"]
+    old["path"] = "docs/"
+    assert job_from_json(json.dumps(old)) == ReindexJob(
+        job_id=job.job_id,
+        user="U2",
+        channel="C2",
+        recreate=True,
+        response_url="https://hooks.example/1",
+        enqueued_at=job.enqueued_at,
+    )
 
 
 def test_job_json_rejects_unknown_kind_and_missing_fields_but_ignores_extras() -> None:
@@ -126,7 +138,7 @@ def test_enqueue_take_ack_round_trip(make_queue: QueueFactory, kind: str) -> Non
     job = (
         ask()
         if kind == "ask"
-        else ReindexJob(job_id=new_job_id(), user="U1", channel="C1", path="docs")
+        else ReindexJob(job_id=new_job_id(), user="U1", channel="C1", docset="docs")
     )
     message_id = q.enqueue(job)
     assert q.depth() == 1

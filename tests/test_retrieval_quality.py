@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from rag_core.docset_stores import DocSetStores
+from rag_core.docsets import DocSet
 from rag_core.evaluation import evaluate, load_questions, report
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer
 from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
-from rag_core.store import MilvusStore
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "milvus_docs"
 pytestmark = pytest.mark.slow
@@ -29,13 +30,14 @@ def corpus_pipeline(tmp_path_factory, minilm_path):
 
     embedder = SentenceTransformerEmbedder(str(minilm_path), device="cpu", batch_size=64)
     uri = str(tmp_path_factory.mktemp("quality") / "milvus.db")
-    store = MilvusStore.connect(uri, collection="milvus_docs")
+    docs = DocSet(name="milvus", kind="folder", source=str(CORPUS), collection="milvus_docs")
+    stores = DocSetStores.connect(uri, [docs])
     chunker = MarkdownChunker(embedder.count_tokens, max_tokens=256, overlap_tokens=32)
-    summary = Indexer(store, embedder, chunker, embed_batch_size=256).index(CORPUS)
+    summary = Indexer(stores["milvus"], embedder, chunker, embed_batch_size=256).index(CORPUS)
     assert summary.files >= 269 and summary.skipped == 0
     settings = Settings(_env_file=None, candidates=40, rerank_model="none")
-    yield RagPipeline(settings, embedder=embedder, store=store)
-    store.close()
+    yield RagPipeline(settings, embedder=embedder, stores=stores)
+    stores.close()
 
 
 def test_hybrid_retrieval_meets_the_target_and_beats_dense(corpus_pipeline):

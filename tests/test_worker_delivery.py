@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from slack_sdk import WebClient
@@ -15,6 +14,8 @@ from bot.ledger import JobLedger
 from bot.metrics import BotMetrics
 from bot.posting import ANSWER_EVENT_TYPE
 from bot.worker import DeliveryGuard
+from rag_core.docset_index import DocSetBuild
+from rag_core.docsets import DocSet
 from rag_core.ingest.indexer import IndexProgress, IndexSummary
 from tests.fixtures.slack_api import BOT_TOKEN
 from tests.fixtures.worker_parts import (
@@ -129,27 +130,40 @@ def test_a_newer_fence_token_stops_the_older_delivery(slack_api, parts) -> None:
     assert counter(metrics.jobs_finished, outcome="lease_lost") == 1
 
 
+DOCS = DocSet("docs", "folder", "docs", "c_docs")
+
+
+class OneDocSet:
+    """The doc sets of the re-index handler: one, whose store is never reached here."""
+
+    docsets = (DOCS,)
+
+    def select(self, names):  # type: ignore[no-untyped-def]
+        return [(DOCS, None)]
+
+
 class OvertakenIndexer:
     """Reports progress, meanwhile another delivery of the job starts, then finishes."""
 
     def __init__(self, ledger: JobLedger, job_id: str) -> None:
         self.ledger, self.job_id, self.finished = ledger, job_id, False
 
-    def index(self, root: Path, *, recreate: bool, progress) -> IndexSummary:  # type: ignore[no-untyped-def]
+    def index(self, docset: DocSet, store, *, recreate: bool, progress) -> DocSetBuild:  # type: ignore[no-untyped-def]
         progress(IndexProgress(stage="loading", done=0, total=2))
         self.ledger.mark_running(self.job_id, "a-newer-delivery")
         progress(IndexProgress(stage="loading", done=2, total=2))
         self.finished = True
-        return IndexSummary(2, 0, [], 4, 4, 0, 0, 0.1)
+        return DocSetBuild(docset, IndexSummary(2, 0, [], 4, 4, 0, 0, 0.1, "v1"))
 
 
 def test_a_reindex_taken_over_stops_and_keeps_the_lock(slack_api, parts) -> None:
     queue, ledger = parts
     metrics = BotMetrics()
-    job = ReindexJob(job_id=new_job_id(), user="U1", channel="C1", path="docs")
+    job = ReindexJob(job_id=new_job_id(), user="U1", channel="C1", docset="docs")
     worker = build_worker(slack_api, queue=queue, ledger=ledger, metrics=metrics)
     indexer = OvertakenIndexer(ledger, job.job_id)
     worker.reindex.indexer = indexer  # type: ignore[assignment]
+    worker.reindex.stores = OneDocSet()  # type: ignore[assignment]
     assert worker.reindex.lock.acquire(job.job_id)
     queue.enqueue(job)
 

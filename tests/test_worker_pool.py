@@ -154,3 +154,28 @@ def test_drain_logs_the_in_memory_jobs_it_leaves_behind(
     assert running.job_id in lost and waiting.job_id in lost
     time.sleep(1.0)  # the old worker's pipeline ends: it must not post any more
     assert bot_replies(slack_api, running) == []
+
+
+def test_the_refresher_runs_beside_the_workers_and_stops_before_the_drain(slack_api) -> None:
+    from bot.conversation_state import ReindexLock
+    from bot.refresher import DocSetRefresher, RefreshSchedule
+    from rag_core.docsets import DocSet
+
+    refreshes, _ = memory_parts()  # where the refresher queues (no worker takes from it here)
+    queue, ledger = memory_parts()
+    refresher = DocSetRefresher(
+        [DocSet("wiki", "git", "repo", "c_wiki", refresh_s=3600.0)],
+        queue=refreshes,
+        lock=ReindexLock(None, prefix="t:"),
+        schedule=RefreshSchedule(None, prefix="t:"),
+        tick_s=0.05,
+    )
+    worker = build_worker(slack_api, queue=queue, ledger=ledger, name="a")
+    pool = WorkerPool([worker], companions=[refresher]).start()
+
+    wait_until(lambda: refreshes.depth() == 1)
+    pool.drain(2)
+
+    [delivery] = [refreshes.take("test", block_ms=10)]
+    assert delivery is not None and delivery.job.docset == "wiki"
+    assert refresher._thread is not None and not refresher._thread.is_alive()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from rag_core.errors import ConfigError
+from rag_core.ingest.links import LinkTemplate
 from rag_core.ingest.sections import Section, parse_sections
 from rag_core.ingest.text_units import TextUnit, UnitSplitter, join_units
 from rag_core.types import Chunk, Document
@@ -49,6 +50,9 @@ class MarkdownChunker:
     distinct paragraph (results cached per text) plus once per finished chunk.
     ``min_tokens`` is the size under which a section counts as very small and is merged
     with the sections after it (default: an eighth of ``max_tokens``).
+
+    ``links`` makes each chunk's URL (with ``commit`` for its ``{commit}`` placeholder);
+    without it the legacy ``source_base_url`` is used, as :func:`chunk_url` builds it.
     """
 
     def __init__(
@@ -59,6 +63,8 @@ class MarkdownChunker:
         overlap_tokens: int = 64,
         source_base_url: str = "",
         min_tokens: int | None = None,
+        links: LinkTemplate | None = None,
+        commit: str = "",
     ) -> None:
         if max_tokens < 8:
             raise ConfigError(f"Chunk size must be at least 8 tokens, got {max_tokens}.")
@@ -70,6 +76,8 @@ class MarkdownChunker:
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
         self.source_base_url = source_base_url
+        self.links = LinkTemplate.from_base_url(source_base_url) if links is None else links
+        self.commit = commit
         self.min_tokens = max_tokens // 8 if min_tokens is None else min_tokens
         counter = functools.lru_cache(maxsize=_COUNT_CACHE_SIZE)(count_tokens)
         self._count: Callable[[str], int] = counter
@@ -186,7 +194,7 @@ class MarkdownChunker:
             title=document.title,
             heading_path=first.heading_path,
             anchor=first.anchor,
-            url=chunk_url(self.source_base_url, document.path, first.anchor),
+            url=self.links.render(document, first.anchor, commit=self.commit),
             chunk_index=index,
             text=text,
         )

@@ -57,6 +57,7 @@ class ConvertedText:
     title: str  # from front matter, the first H1 or an HTML <title>; "" when none
     doc_id: str  # the front matter's ``id``; "" when none
     format: str  # "markdown", "text", "rst" or "html"
+    slug: str = ""  # the front matter's ``slug``; "" when none
 
 
 def convert_source(raw: str, suffix: str) -> ConvertedText:
@@ -79,7 +80,7 @@ def convert_source(raw: str, suffix: str) -> ConvertedText:
     elif fmt == "rst":
         body = _collapse_blank_lines(markdown_from_rst(body).split("\n"))
     title = meta.get("title", "") or first_h1(body)
-    return ConvertedText(body.strip("\n"), title, meta.get("id", ""), fmt)
+    return ConvertedText(body.strip("\n"), title, meta.get("id", ""), fmt, meta.get("slug", ""))
 
 
 def code_fence_spans(lines: Sequence[str]) -> list[tuple[int, int]]:

@@ -5,6 +5,13 @@ Headings become ``#`` lines, ``<pre>`` becomes fenced code (its language taken f
 paragraphs; ``<script>``, ``<style>``, ``<nav>`` and similar non-content elements are
 dropped and whitespace outside ``<pre>`` is collapsed. ``<title>`` is returned separately
 as a title fallback.
+
+Pages fetched from a website carry the site's chrome around the text: when a page marks
+its main content with ``<main>`` (or ``role="main"``), only that part is kept; failing
+that, only its ``<article>`` elements. ``<aside>`` and ``<footer>`` are always dropped, and
+so is ``<header>`` unless it sits inside the main content (Docusaurus and others put the
+page's ``<h1>`` there). A page whose main part holds no text is converted whole, so a
+page that fills ``<main>`` with JavaScript still yields what it has.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import re
 from html.parser import HTMLParser
 from types import MappingProxyType
 
-_SKIPPED = frozenset({"script", "style", "nav", "noscript", "template", "svg", "iframe"})
+_SKIPPED = frozenset(
+    {"script", "style", "nav", "noscript", "template", "svg", "iframe", "aside", "footer"}
+)
+_CHROME = frozenset({*_SKIPPED, "header"})  # skipped when outside the main content
 _BLOCKS = frozenset(
     {
         "address", "article", "aside", "blockquote", "body", "caption", "dd", "details",
@@ -28,22 +38,84 @@ _SPACES = re.compile(r"\s+")
 
 
 def markdown_from_html(html: str) -> tuple[str, str]:
-    """Return the page's text as Markdown-ish text, and its ``<title>`` ("" when none)."""
-    parser = _MarkdownWriter()
+    """Return the page's main text as Markdown-ish text, and its ``<title>`` ("" when none)."""
+    finder = _RegionFinder()
+    finder.feed(html)
+    finder.close()
+    text, title = _convert(html, finder.region())
+    if finder.region() and not text:
+        text, title = _convert(html, "")
+    return text, title
+
+
+def _convert(html: str, region: str) -> tuple[str, str]:
+    parser = _MarkdownWriter(region)
     parser.feed(html)
     parser.close()
     return parser.markdown(), parser.title
 
 
-class _MarkdownWriter(HTMLParser):
-    """Collects finished blocks; inline text accumulates in ``_inline`` until a block ends."""
+def _opens_region(region: str, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether this start tag begins main content of kind ``region`` ("main" or "article")."""
+    if region == "main":
+        return tag == "main" or (dict(attrs).get("role") or "").strip().lower() == "main"
+    return region == "article" and tag == "article"
+
+
+class _RegionFinder(HTMLParser):
+    """First pass: does the page mark its main content, and how ("main", "article", "")?"""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
+        self.found: set[str] = set()
+        self._skip = _Nesting()
+
+    def region(self) -> str:
+        return next((kind for kind in ("main", "article") if kind in self.found), "")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._skip.enter(tag, tag in _CHROME):
+            return
+        self.found.update(kind for kind in ("main", "article") if _opens_region(kind, tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip.leave(tag)
+
+
+class _Nesting:
+    """Depth inside one element, matched by counting its tag name (the HTML may be sloppy)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self._tag = ""
+
+    def enter(self, tag: str, opens: bool) -> bool:
+        """Count ``tag``; when outside, enter if ``opens``. True when now inside."""
+        if self.depth:
+            self.depth += tag == self._tag
+        elif opens:
+            self._tag, self.depth = tag, 1
+        return bool(self.depth)
+
+    def leave(self, tag: str) -> None:
+        if self.depth and tag == self._tag:
+            self.depth -= 1
+
+
+class _MarkdownWriter(HTMLParser):
+    """Collects finished blocks; inline text accumulates in ``_inline`` until a block ends.
+
+    With a ``region`` ("main" or "article") only text inside such elements is written.
+    """
+
+    def __init__(self, region: str = "") -> None:
+        super().__init__(convert_charrefs=True)
         self.title = ""
+        self._region = region
+        self._inside = _Nesting()
+        self._skip = _Nesting()
         self._blocks: list[str] = []
         self._inline: list[str] = []
-        self._skip_depth = 0
         self._heading = 0
         self._in_title = False
         self._pre_depth = 0
@@ -62,12 +134,13 @@ class _MarkdownWriter(HTMLParser):
         return "".join(parts)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED:
-            self._skip_depth += 1
-        elif self._skip_depth:
+        if self._skip.enter(tag, tag in self._skipped()):
             return
-        elif tag == "title":
+        self._inside.enter(tag, _opens_region(self._region, tag, attrs))
+        if tag == "title":
             self._in_title = True
+        elif not self._writing():
+            return
         elif tag == "pre" or self._pre_depth:
             self._start_pre_part(tag, dict(attrs).get("class") or "")
         elif tag in _HEADINGS:
@@ -86,13 +159,17 @@ class _MarkdownWriter(HTMLParser):
             self._inline.append("`")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif self._skip_depth:
+        if self._skip.depth:
+            self._skip.leave(tag)
             return
-        elif tag == "title":
+        if self._writing():
+            self._end_content(tag)
+        if tag == "title":
             self._in_title = False
-        elif tag == "pre" and self._pre_depth:
+        self._inside.leave(tag)
+
+    def _end_content(self, tag: str) -> None:
+        if tag == "pre" and self._pre_depth:
             self._end_pre()
         elif self._pre_depth:
             return
@@ -104,14 +181,24 @@ class _MarkdownWriter(HTMLParser):
             self._inline.append("`")
 
     def handle_data(self, data: str) -> None:
-        if self._skip_depth:
+        if self._skip.depth:
             return
         if self._in_title:
             self.title = _SPACES.sub(" ", self.title + data).strip()
+        elif not self._writing():
+            return
         elif self._pre_depth:
             self._pre_text.append(data)
         else:
             self._inline.append(_SPACES.sub(" ", data))
+
+    def _writing(self) -> bool:
+        """Whether text here belongs to the page's content (inside the region, if any)."""
+        return not self._region or self._inside.depth > 0
+
+    def _skipped(self) -> frozenset[str]:
+        """Elements dropped here: a ``<header>`` is content only inside the main region."""
+        return _SKIPPED if self._region and self._inside.depth else _CHROME
 
     def _start_pre_part(self, tag: str, css_class: str) -> None:
         if tag == "pre":

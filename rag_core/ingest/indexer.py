@@ -5,6 +5,11 @@ A run loads and chunks every file, looks up which chunk texts the published inde
 already holds (by :attr:`Chunk.content_hash`), embeds only the others, writes all
 chunks into a fresh collection version and moves the alias to it. Whatever fails
 before the switch, the half-built version is dropped and the old index keeps serving.
+
+A folder checked out at a known git commit can do less: given the files changed since
+the commit the published index was built from, a run reads only those, copies every
+other document's rows (vectors included) from the published version, and records the
+new commit.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -23,6 +29,7 @@ import numpy as np
 
 from rag_core.errors import ConfigError, InputError, RagbotError
 from rag_core.ingest.chunking import MarkdownChunker
+from rag_core.ingest.globs import PathFilter
 from rag_core.ingest.loaders import (
     SUPPORTED_SUFFIXES,
     LoadReport,
@@ -30,12 +37,12 @@ from rag_core.ingest.loaders import (
     find_source_files,
     read_document,
 )
-from rag_core.store import MilvusStore
+from rag_core.store import IndexInfo, MilvusStore
 from rag_core.types import Chunk, Document, Embedder
 
 log = logging.getLogger(__name__)
 
-Stage = Literal["loading", "chunking", "embedding", "publishing"]
+Stage = Literal["fetching", "loading", "chunking", "embedding", "publishing"]
 REUSE_BATCH = 1024
 """Chunks whose stored vectors are fetched and re-inserted together (bounds memory)."""
 
@@ -43,11 +50,13 @@ REUSE_BATCH = 1024
 @dataclass(frozen=True, slots=True)
 class IndexProgress:
     """One step of a run: ``done`` of ``total`` files (loading, chunking), chunks to embed
-    (embedding) or steps (publishing). Enough to drive a CLI bar or a Slack message."""
+    (embedding) or steps (fetching the source, publishing). Enough to drive a CLI bar or
+    a Slack message; ``detail`` says what the source brought (``commit abc1234 (...)``)."""
 
     stage: Stage
     done: int
     total: int
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,28 @@ class IndexSummary:
     chunks_deleted: int
     seconds: float
     version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The git commit a folder is checked out at, and the files changed since ``base``
+    (the commit of the published index); ``changed`` None: unknown, read everything."""
+
+    commit: str
+    committed_at: datetime | None = None
+    base: str = ""
+    changed: frozenset[str] | None = None  # added or modified, relative to the root
+    deleted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What to read under a root: a path filter, the git revision, and the page URLs of
+    a crawled site (relative path -> URL; a chunk's link is its page's, plus the anchor)."""
+
+    path_filter: PathFilter = field(default_factory=PathFilter)
+    revision: Revision | None = None
+    page_urls: Mapping[str, str] | None = None
 
 
 ProgressSink = Callable[[IndexProgress], None]
@@ -99,49 +130,50 @@ class Indexer:
         *,
         recreate: bool = False,
         progress: ProgressSink | None = None,
+        sources: Sources | None = None,
     ) -> IndexSummary:
         """Index ``root`` (a folder or one file) and publish it; returns what changed.
 
-        Raises :class:`InputError` for a missing path or one without usable documents,
-        and :class:`IndexMismatchError` when the published index was built with another
+        ``sources`` narrows what is read (see :class:`Sources`). Raises
+        :class:`InputError` for a missing path or one without usable documents, and
+        :class:`IndexMismatchError` when the published index was built with another
         model or dimension and ``recreate`` is false. Side effects: drops unpublished
         versions left by crashed builds, then replaces the published version.
         """
         started = time.perf_counter()
         notify = progress if progress is not None else _ignore
+        sources = Sources() if sources is None else sources
         self.store.drop_stale_versions()
         previous = self.store.index_info()
         if previous is not None and not recreate:
             self.store.check_compatible(embed_model=self.embedder.model_id, dim=self.embedder.dim)
-        report = load_with_progress(Path(root), notify)
+        revision = sources.revision
+        if revision is not None:
+            digest = self.revision_digest(sources)
+            if previous is not None and not recreate and previous.source_digest == digest:
+                notify(IndexProgress("publishing", 1, 1))
+                return _unchanged(previous, files=0, started=started)
+            base = self._incremental_base(previous, sources, recreate)
+            if base is not None:
+                return self._refresh(Path(root), base, sources, digest, notify, started)
+        report = load_with_progress(Path(root), notify, sources.path_filter)
         if not report.documents:
-            raise InputError(_nothing_found(Path(root), report))
-        digest = self.source_digest(report.documents)
-        if previous is not None and not recreate and previous.source_digest == digest:
-            # Same documents, same chunking, same model: the published index is this build.
-            notify(IndexProgress("publishing", 1, 1))
-            return IndexSummary(
-                files=len(report.documents),
-                skipped=len(report.skipped),
-                skipped_files=list(report.skipped),
-                chunks_total=previous.chunk_count,
-                chunks_new=0,
-                chunks_unchanged=previous.chunk_count,
-                chunks_deleted=0,
-                seconds=time.perf_counter() - started,
-                version=previous.version,
-            )
-        chunks = self._chunk(report.documents, notify)
+            raise InputError(_nothing_found(Path(root), report, sources.path_filter))
+        if revision is None:
+            digest = self.source_digest(report.documents)
+            if previous is not None and not recreate and previous.source_digest == digest:
+                # Same documents, same chunking, same model: the published index is this build.
+                notify(IndexProgress("publishing", 1, 1))
+                return _unchanged(
+                    previous, files=len(report.documents), started=started, report=report
+                )
+        chunks = self._chunk(report.documents, notify, sources.page_urls)
         old_hashes = self.store.stored_hashes(previous.version) if previous else {}
-        version = self.store.create_version(
-            embed_model=self.embedder.model_id, dim=self.embedder.dim, source_digest=digest
-        )
+        version = self._create(digest, revision)
         try:
             reuse_from = None if recreate or previous is None else previous.version
             embedded = self._fill(version, chunks, reuse_from, set(old_hashes.values()), notify)
-            notify(IndexProgress("publishing", 0, 1))
-            self.store.publish(version)
-            notify(IndexProgress("publishing", 1, 1))
+            self._publish(version, notify)
         except BaseException:
             self._discard(version)
             raise
@@ -158,11 +190,101 @@ class Indexer:
             version=version,
         )
 
+    def revision_digest(self, sources: Sources) -> str:
+        """What a build of a git checkout depends on: the settings of
+        :meth:`source_digest`, the path filter, and the commit (``settings@commit``)."""
+        assert sources.revision is not None
+        return f"{self._settings_digest(sources)}@{sources.revision.commit}"
+
+    def _incremental_base(
+        self, previous: IndexInfo | None, sources: Sources, recreate: bool
+    ) -> IndexInfo | None:
+        """The published index a refresh can start from: built with the same settings
+        from the commit the changes are counted from."""
+        revision = sources.revision
+        if recreate or previous is None or revision is None or revision.changed is None:
+            return None
+        if previous.source_digest != f"{self._settings_digest(sources)}@{revision.base}":
+            return None
+        return previous
+
+    def _refresh(
+        self,
+        root: Path,
+        previous: IndexInfo,
+        sources: Sources,
+        digest: str,
+        notify: ProgressSink,
+        started: float,
+    ) -> IndexSummary:
+        """Build the next version from ``previous`` plus the files changed since its
+        commit: their old rows are left behind and their new text read, chunked and
+        embedded (reusing vectors of unchanged texts)."""
+        revision = sources.revision
+        assert revision is not None and revision.changed is not None
+        touched = revision.changed | revision.deleted
+        report = load_paths(root, sorted(revision.changed), notify, sources.path_filter)
+        chunks = self._chunk(report.documents, notify, sources.page_urls, allow_empty=True)
+        old_hashes = self.store.stored_hashes(previous.version)
+        version = self._create(digest, revision)
+        try:
+            copied = self.store.copy_rows(previous.version, version, skip_paths=touched)
+            if copied == 0 and not chunks:
+                raise InputError(_nothing_found(root, report, sources.path_filter))
+            embedded = self._fill(
+                version, chunks, previous.version, set(old_hashes.values()), notify
+            )
+            self._publish(version, notify)
+        except BaseException:
+            self._discard(version)
+            raise
+        reused = len(chunks) - embedded
+        return IndexSummary(
+            files=len(report.documents),
+            skipped=len(report.skipped),
+            skipped_files=list(report.skipped),
+            chunks_total=copied + len(chunks),
+            chunks_new=embedded,
+            chunks_unchanged=copied + reused,
+            # Old chunks of the changed files whose text no new chunk has.
+            chunks_deleted=max(0, previous.chunk_count - copied - reused),
+            seconds=time.perf_counter() - started,
+            version=version,
+        )
+
+    def _create(self, digest: str, revision: Revision | None) -> str:
+        return self.store.create_version(
+            embed_model=self.embedder.model_id,
+            dim=self.embedder.dim,
+            source_digest=digest,
+            revision=revision.commit if revision else "",
+            revision_at=revision.committed_at if revision else None,
+        )
+
+    def _publish(self, version: str, notify: ProgressSink) -> None:
+        notify(IndexProgress("publishing", 0, 1))
+        self.store.publish(version)
+        notify(IndexProgress("publishing", 1, 1))
+
     def source_digest(self, documents: Sequence[Document]) -> str:
         """Digest of everything a build depends on: each document's path, title and text,
         the chunking settings and the embedding model. Equal digests, equal indexes."""
+        digest = hashlib.sha256(self._settings_digest(Sources()).encode("utf-8"))
+        for document in sorted(documents, key=lambda d: d.path):
+            for part in (
+                document.path,
+                document.title,
+                document.slug,
+                document.doc_id,
+                document.text,
+            ):
+                digest.update(hashlib.sha256(part.encode("utf-8")).digest())
+        return digest.hexdigest()
+
+    def _settings_digest(self, sources: Sources) -> str:
+        """Digest of the settings a build depends on besides its documents: the model,
+        the chunking, the links and the path filter."""
         chunker = self.chunker
-        digest = hashlib.sha256()
         settings = (
             self.embedder.model_id,
             self.embedder.dim,
@@ -170,24 +292,34 @@ class Indexer:
             chunker.overlap_tokens,
             chunker.min_tokens,
             chunker.source_base_url,
+            repr(getattr(chunker, "links", None)),
+            sources.path_filter.include,
+            sources.path_filter.exclude,
         )
-        digest.update(json.dumps(settings).encode("utf-8"))
-        for document in sorted(documents, key=lambda d: d.path):
-            for part in (document.path, document.title, document.text):
-                digest.update(hashlib.sha256(part.encode("utf-8")).digest())
-        return digest.hexdigest()
+        return hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()
 
-    def _chunk(self, documents: Sequence[Document], notify: ProgressSink) -> list[Chunk]:
+    def _chunk(
+        self,
+        documents: Sequence[Document],
+        notify: ProgressSink,
+        page_urls: Mapping[str, str] | None = None,
+        *,
+        allow_empty: bool = False,
+    ) -> list[Chunk]:
         chunks: list[Chunk] = []
         for done, document in enumerate(documents, start=1):
-            chunks.extend(self.chunker.chunk(document))
+            found = self.chunker.chunk(document)
+            if page_urls is not None and document.path in page_urls:
+                page = page_urls[document.path]
+                found = [replace(c, url=f"{page}#{c.anchor}" if c.anchor else page) for c in found]
+            chunks.extend(found)
             notify(IndexProgress("chunking", done, len(documents)))
         repeated = [key for key, n in Counter(c.id for c in chunks).items() if n > 1]
         if repeated:
             raise InputError(
                 f"Chunk id {repeated[0]} appears twice; document paths must be unique."
             )
-        if not chunks:
+        if not chunks and not allow_empty:
             raise InputError("The documents hold no text to index.")
         return chunks
 
@@ -245,28 +377,74 @@ class Indexer:
             )
 
 
-def load_with_progress(root: Path, notify: ProgressSink) -> LoadReport:
-    """:func:`rag_core.ingest.loaders.load_documents`, reporting each file as it is read."""
+def load_with_progress(
+    root: Path, notify: ProgressSink, path_filter: PathFilter | None = None
+) -> LoadReport:
+    """:func:`rag_core.ingest.loaders.load_documents`, keeping the files ``path_filter``
+    admits and reporting each file as it is read."""
     sources = find_source_files(root)
-    report = LoadReport(ignored=sources.ignored)
-    total = len(sources.paths)
-    notify(IndexProgress("loading", 0, total))
-    for done, path in enumerate(sources.paths, start=1):
-        result = read_document(path, sources.base)
+    keep = path_filter or PathFilter()
+    paths = [p for p in sources.paths if keep(p.relative_to(sources.base).as_posix())]
+    return _read_all(paths, sources.base, notify, ignored=sources.ignored)
+
+
+def load_paths(
+    root: Path, relative: Collection[str], notify: ProgressSink, path_filter: PathFilter
+) -> LoadReport:
+    """Read the files ``relative`` (POSIX paths under ``root``) that exist, are of a
+    supported type and pass ``path_filter``."""
+    root = Path(root)
+    paths = [
+        root / name
+        for name in sorted(relative)
+        if path_filter(name)
+        and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+        and (root / name).is_file()
+    ]
+    return _read_all(paths, root, notify, ignored=0)
+
+
+def _read_all(
+    paths: Sequence[Path], base: Path, notify: ProgressSink, *, ignored: int
+) -> LoadReport:
+    report = LoadReport(ignored=ignored)
+    notify(IndexProgress("loading", 0, len(paths)))
+    for done, path in enumerate(paths, start=1):
+        result = read_document(path, base)
         if isinstance(result, SkippedFile):
             report.skipped.append(result)
         else:
             report.documents.append(result)
-        notify(IndexProgress("loading", done, total))
+        notify(IndexProgress("loading", done, len(paths)))
     return report
 
 
-def _nothing_found(root: Path, report: LoadReport) -> str:
+def _unchanged(
+    previous: IndexInfo, *, files: int, started: float, report: LoadReport | None = None
+) -> IndexSummary:
+    """The summary of a run that found the published index already up to date."""
+    return IndexSummary(
+        files=files,
+        skipped=len(report.skipped) if report else 0,
+        skipped_files=list(report.skipped) if report else [],
+        chunks_total=previous.chunk_count,
+        chunks_new=0,
+        chunks_unchanged=previous.chunk_count,
+        chunks_deleted=0,
+        seconds=time.perf_counter() - started,
+        version=previous.version,
+    )
+
+
+def _nothing_found(root: Path, report: LoadReport, path_filter: PathFilter | None = None) -> str:
     supported = " ".join(sorted(SUPPORTED_SUFFIXES))
     skipped = ""
     if report.skipped:
         first = report.skipped[0]
         skipped = f"; {len(report.skipped)} skipped, e.g. {first.path}: {first.reason}"
+    if path_filter is not None and path_filter.active:
+        globs = ", ".join([*path_filter.include, *(f"not {g}" for g in path_filter.exclude)])
+        return f"No documents in {root} match {globs} (supported: {supported}{skipped})."
     return f"No documents found in {root} (supported: {supported}{skipped})."
 
 

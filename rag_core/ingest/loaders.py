@@ -101,6 +101,7 @@ def read_document(path: Path, base: Path) -> Document | SkippedFile:
         text=converted.text,
         format=converted.format,
         doc_id=converted.doc_id,
+        slug=converted.slug,
     )
 
 

@@ -1,4 +1,5 @@
-"""``/reindex [path]``: admins re-index the docs; progress goes to a DM from the bot.
+"""``/reindex [docset]``: admins re-index one doc set, or all of them; progress goes to a
+DM from the bot.
 
 The command is acknowledged first, with no text, before any Slack or Redis call (Slack
 wants the ack within 3 s); the outcome reaches the caller through ``respond()``, shown
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -28,13 +28,6 @@ ALREADY_RUNNING_TEXT = (
     "A re-index is already running; its progress is in my DM to whoever started it."
 )
 FAILED_TEXT = "Something went wrong starting the re-index; nothing changed. Please try again."
-
-
-def resolve_docs_path(argument: str, docs_root: Path) -> Path | None:
-    """The folder to index, or None when ``argument`` points outside the docs root."""
-    root = docs_root.resolve()
-    candidate = (root / argument.strip()).resolve() if argument.strip() else root
-    return candidate if candidate == root or candidate.is_relative_to(root) else None
 
 
 def is_admin(user_id: str, *, services: BotServices, client: WebClient) -> bool:
@@ -67,17 +60,18 @@ def register(app: App, services: BotServices) -> None:
 
 
 def start_reindex(
-    user_id: str, path_argument: str = "", *, services: BotServices, client: WebClient
+    user_id: str, argument: str = "", *, services: BotServices, client: WebClient
 ) -> str:
-    """Check, lock and queue a re-index of ``path_argument`` (under the docs root; ""
-    for all of it) for ``user_id``, as ``/reindex`` and the App Home button do; returns
-    what to tell them. Raises on unexpected errors (the lock is then free again)."""
+    """Check, lock and queue a re-index of the doc set named by ``argument`` ("" for every
+    doc set) for ``user_id``, as ``/reindex`` and the App Home button do; returns what to
+    tell them. Raises on unexpected errors (the lock is then free again)."""
     if not is_admin(user_id, services=services, client=client):
         return NOT_ADMIN_TEXT
-    root = services.settings.docs_path
-    target = resolve_docs_path(path_argument, root)
-    if target is None:
-        return f"Only the docs folder ({root}) or folders under it can be indexed."
+    docsets = services.settings.docsets
+    name = argument.strip()
+    if name and name not in {d.name for d in docsets}:
+        known = ", ".join(f"`{d.name}`" for d in docsets)
+        return f"There is no doc set named `{name}`. Doc sets: {known}; `/reindex` alone does all."
     job_id = new_job_id()
     try:
         acquired = services.reindex_lock.acquire(job_id)
@@ -87,17 +81,20 @@ def start_reindex(
     if not acquired:
         return ALREADY_RUNNING_TEXT
     try:
-        queued = _start(job_id, target, user_id=user_id, services=services, client=client)
+        queued = _start(job_id, name, user_id=user_id, services=services, client=client)
     except Exception:
         services.reindex_lock.release(job_id)
         raise
     if not queued:
         return QUEUE_DOWN_TEXT
-    return f"Re-indexing `{target}`. I'll post progress in a DM."
+    what = f"doc set `{name}`" if name else "the docs"
+    if not name and len(docsets) > 1:
+        what = "every doc set (" + ", ".join(f"`{d.name}`" for d in docsets) + ")"
+    return f"Re-indexing {what}. I'll post progress in a DM."
 
 
 def _start(
-    job_id: str, target: Path, *, user_id: str, services: BotServices, client: WebClient
+    job_id: str, docset: str, *, user_id: str, services: BotServices, client: WebClient
 ) -> bool:
     """Post the progress DM and queue the job; ``False`` when the queue is down (the lock
     is then freed and the DM says so). On other errors the lock is the caller's to free."""
@@ -110,7 +107,7 @@ def _start(
         job_id=job_id,
         user=user_id,
         channel=str(progress["channel"]),
-        path=str(target),
+        docset=docset,
         recreate=False,
         progress_ts=str(progress["ts"]),
         enqueued_at=time.time(),

@@ -34,10 +34,10 @@ def publish_home(
     """Build ``user_id``'s home view from the stats and the index status and publish it
     (``notice``: mrkdwn shown on top). Slack errors are logged; returns whether Slack
     took the view."""
-    index: IndexStatus | None = None
+    index: list[IndexStatus] = []
     readable = True
     try:
-        index = services.index_status.get()
+        index = services.index_status.statuses()
     except IndexStatusUnavailable as error:
         log.warning("index status unreadable for the home tab: %s", error)
         readable = False
