@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = make_repo(args.docs, scratch / "origin")
         config = scratch / "ragbot.toml"
         config.write_text(
-            f'[docsets.milvus]\nsource = "{scratch / "origin"}"\nsubdir = "site"\n'
+            f'[docsets.milvus]\nsource = "{scratch / "origin"}"\ntype = "git"\nsubdir = "site"\n'
             'include = ["**/*.md"]\nrefresh = "1h"\n',
             encoding="utf-8",
         )

@@ -259,7 +259,7 @@ def _parse_one(name: object, table: object, *, file: str, base: Path, collection
 
 def _kind(table: Mapping[str, Any], source: str, ref: str, where: str) -> SourceKind:
     """The ``type`` key, else a guess: a ``.xml`` web URL is a sitemap, another URL (or a
-    path with a ``ref``) a git repository, a plain path a folder."""
+    path with a ``ref`` or a ``refresh``) a git repository, a plain path a folder."""
     declared = _string(table, "type", where)
     if declared:
         if declared not in ("folder", "git", "sitemap"):
@@ -272,7 +272,8 @@ def _kind(table: Mapping[str, Any], source: str, ref: str, where: str) -> Source
         r"[\w.-]+@[\w.-]+:", source
     ):
         return "git"
-    return "git" if ref or source.endswith(".git") else "folder"
+    # A path with a ref or a refresh interval only makes sense as a repository.
+    return "git" if ref or "refresh" in table or source.endswith(".git") else "folder"
 
 
 def _string(table: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str:

@@ -166,7 +166,7 @@ def test_without_a_config_file_the_folder_settings_make_one_doc_set():
         ("[docsets.A]\nsource = 'x'\n", r"a doc set name is 1-40 lower-case"),
         ("[docsets.a]\nsource = 'x'\n[docsets.a]\nsource = 'y'\n", r"two doc sets named 'a'"),
         ("[docsets.a]\nsource = 'x\n", r"not valid TOML"),
-        ("[docsets.a]\nsource = 'x'\nrefresh = '1h'\n", r"refresh applies to git and sitemap"),
+        ("[docsets.a]\nsource = 'x'\ntype = 'folder'\nrefresh = '1h'\n", r"refresh applies to git"),
         ("[docsets.a]\nsource = 'x.git'\nrefresh = '5s'\n", r"refresh must be at least 60 s"),
         ("[docsets.a]\nsource = 'x.git'\nrefresh = 'often'\n", r"duration like"),
         ("[docsets.a]\nsource = 'x'\nchannels = ['#general']\n", r"Slack channel ids"),
