@@ -144,3 +144,36 @@ def test_console_script_runs_as_a_process(env, docs):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: The question is empty: ask something about the docs."
+
+
+def test_doc_sets_from_a_config_file(env, docs, tmp_path, capsys):
+    (tmp_path / "ragbot.toml").write_text(
+        '[docsets.letters]\nsource = "docs/en"\nchannels = ["C0LETTERS"]\n'
+        '[docsets.broken]\nsource = "nowhere"\n',
+        "utf-8",
+    )
+    env.setenv("RAGBOT_CONFIG", str(tmp_path / "ragbot.toml"))
+
+    assert main(["index"]) == 2  # one doc set failed; the other is indexed
+    out = capsys.readouterr().out
+    assert "letters: Indexed 2 files" in out and "error: Doc set broken: the folder" in out
+    assert main(["index", "--docset", "letters"]) == 0
+    assert "Indexed 2 files" in capsys.readouterr().out
+    assert main(["docsets"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:2] == ["letters", str(docs / "en")]
+    assert table[1].split()[-1] == "C0LETTERS" and table[2].split()[-4:] == [
+        "never",
+        "on",
+        "demand",
+        "all",
+    ]
+    assert main(["ask", "What comes after alpha?", "--docset", "letters"]) == 0
+    assert "Sources:" in capsys.readouterr().out
+    assert main(["ask", "alpha", "--docset", "seal"]) == 2
+    assert one_line_error(capsys) == (
+        "error: There is no doc set named 'seal' (doc sets: letters, broken)."
+    )
+    env.setenv("RAGBOT_CONFIG", str(tmp_path / "missing.toml"))
+    assert main(["docsets"]) == 2
+    assert "missing.toml: no such file" in one_line_error(capsys)

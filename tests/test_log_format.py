@@ -128,17 +128,19 @@ def test_the_ragbot_command_logs_json_when_asked(tmp_path):
     assert (record["level"], record["logger"], record["job_id"]) == ("WARNING", "bot.worker", "j9")
 
 
-def test_credentials_in_the_redis_url_and_milvus_settings_are_redacted(capture):
+def test_credentials_in_the_redis_url_milvus_and_git_settings_are_redacted(capture):
     settings = BotSettings(
         _env_file=None,
         redis_url="redis://:redis-p%40ssword-1@redis.internal:6379/0",
         milvus_uri="https://db_admin:milvus-passw0rd@milvus.internal:19530",
         milvus_token="db_admin:token-passw0rd",
+        git_token="ghp_gitpassw0rd",
     )
     logger, stream, handler = capture
     handler.addFilter(SecretRedactor(configured_secrets(settings)))
     logger.warning(
-        "redis-p@ssword-1 redis-p%40ssword-1 db_admin:milvus-passw0rd token-passw0rd done"
+        "redis-p@ssword-1 redis-p%40ssword-1 db_admin:milvus-passw0rd token-passw0rd "
+        "ghp_gitpassw0rd done"
     )
     text = stream.getvalue()
     assert "passw" not in text and "ssword" not in text, text
