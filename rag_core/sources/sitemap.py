@@ -14,13 +14,12 @@ forbids has its stored copy removed; after a timeout, a network error or another
 the copy from the previous sync is kept (and still listed in ``urls``), so a flaky server
 does not empty the index. Only when no page at all could be read does the sync raise.
 
-The stdlib XML parser is used with DOCTYPE and ENTITY declarations refused, since a
-sitemap needs neither and they are how entity expansion ("billion laughs") attacks work.
+Sitemaps are parsed by :mod:`rag_core.sources.sitemap_xml`, which refuses DOCTYPE and
+ENTITY declarations.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import logging
@@ -43,14 +42,19 @@ from urllib.robotparser import RobotFileParser
 
 from rag_core.ingest.globs import PathFilter
 from rag_core.sources.errors import SourceError
+from rag_core.sources.sitemap_xml import (
+    MAX_BYTES,
+    local_name,
+    page_path,
+    parse_sitemap,
+    sitemap_locs,
+)
 
 log = logging.getLogger(__name__)
 
-_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit; pages get the same cap
 _STATE_FILE = "sitemap_state.json"
 _PAGES_DIR = "pages"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_DECLARATION = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w-]+)""", re.IGNORECASE)
 _FETCH_ERRORS = (OSError, HTTPException, ValueError)
 DISALLOWED = "disallowed by robots.txt"
@@ -222,16 +226,17 @@ class SitemapSource:
     def _listed_urls(self) -> list[str]:
         """The page URLs of the sitemap (and an index's sitemaps) worth fetching, in order."""
         root = self._read_sitemap(self._sitemap_url)
-        if _local(root.tag) == "sitemapindex":
+        if local_name(root.tag) == "sitemapindex":
             listed = []
-            for url in filter(self._on_site, _locs(root, "sitemap")):
-                listed += _locs(self._read_sitemap(url), "url")
-        elif _local(root.tag) == "urlset":
-            listed = _locs(root, "url")
+            for url in filter(self._on_site, sitemap_locs(root, "sitemap")):
+                listed += sitemap_locs(self._read_sitemap(url), "url")
+        elif local_name(root.tag) == "urlset":
+            listed = sitemap_locs(root, "url")
         else:
+            kind = local_name(root.tag)
             raise SourceError(
-                f"{self._sitemap_url} is XML but not a sitemap (its root is <{_local(root.tag)}>"
-                "); point the doc set at the site's sitemap.xml."
+                f"{self._sitemap_url} is XML but not a sitemap (its root is <{kind}>); point "
+                "the doc set at the site's sitemap.xml."
             )
         wanted = [url for url in listed if self._on_site(url) and self._wanted(url)]
         if not wanted:
@@ -255,7 +260,7 @@ class SitemapSource:
                 f"The sitemap {url} could not be fetched (HTTP {response.status}); check "
                 "the doc set's source URL."
             )
-        return _parse_sitemap(url, response.body)
+        return parse_sitemap(url, response.body)
 
     def _on_site(self, url: str) -> bool:
         try:
@@ -275,7 +280,7 @@ class SitemapSource:
         skipped: list[tuple[str, str]] = []
         owners: dict[str, str] = {}
         for url in urls:
-            path = _page_path(url)
+            path = page_path(url)
             if not robots.can_fetch(self._user_agent, url):
                 skipped.append((url, DISALLOWED))
             elif path in owners:
@@ -388,73 +393,6 @@ class SitemapSource:
         return frozenset(deleted)
 
 
-def _parse_sitemap(url: str, body: bytes) -> ET.Element:
-    """Parse sitemap bytes (gzip allowed) refusing DOCTYPE/ENTITY declarations."""
-    if body[:2] == b"\x1f\x8b":
-        try:
-            body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(_MAX_BYTES + 1)
-        except (OSError, EOFError) as error:
-            raise SourceError(
-                f"The sitemap {url} is not valid gzip ({error}); check that the server "
-                "sends the sitemap file whole."
-            ) from error
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise SourceError(
-            f"The sitemap {url} is not UTF-8 XML; point the doc set at the site's sitemap.xml."
-        ) from error
-    if len(body) > _MAX_BYTES:
-        raise SourceError(f"The sitemap {url} is over 50 MB; split it with a sitemap index.")
-    if _DECLARATION.search(text):
-        raise SourceError(
-            f"The sitemap {url} contains a DOCTYPE or ENTITY declaration, which is refused to "
-            "prevent entity expansion attacks; point the doc set at a plain sitemap.xml."
-        )
-    try:
-        return ET.fromstring(text)
-    except ET.ParseError as error:
-        raise SourceError(
-            f"The sitemap {url} is not XML ({error}); point the doc set at the site's "
-            "sitemap.xml rather than a web page."
-        ) from error
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _locs(root: ET.Element, kind: str) -> list[str]:
-    """The ``<loc>`` texts of ``root``'s ``<url>`` or ``<sitemap>`` children."""
-    return [
-        loc.text.strip()
-        for entry in root
-        if _local(entry.tag) == kind
-        for loc in entry
-        if _local(loc.tag) == "loc" and loc.text and loc.text.strip()
-    ]
-
-
-def _page_path(url: str) -> str:
-    """The file a page is stored in: ``/docs/`` -> ``docs/index.html``, ``/a`` -> ``a.html``.
-
-    Segments are percent-decoded; ``.``/``..`` are resolved inside the site and separators
-    in a segment replaced, so no URL can point outside the pages folder.
-    """
-    parts = urlsplit(url)
-    segments: list[str] = []
-    raw = parts.path.split("/")
-    for segment in (unquote(piece) for piece in [*raw[:-1], raw[-1] or "index"]):
-        if segment == "..":
-            segments = segments[:-1]
-        elif segment not in ("", "."):
-            segments.append(re.sub(r"[/\\\x00]", "_", segment))
-    name = segments.pop() if segments else "index"
-    if parts.query:
-        name += "?" + parts.query.replace("/", "%2F")
-    return "/".join([*segments, name if name.endswith(".html") else name + ".html"])
-
-
 def _conditional_headers(validators: Mapping[str, str]) -> dict[str, str]:
     headers = {
         "If-None-Match": validators.get("etag"),
@@ -495,8 +433,8 @@ def _read(response: io.BufferedIOBase, deadline: float) -> bytes:
     size = 0
     while chunk := response.read(65536):
         size += len(chunk)
-        if size > _MAX_BYTES:
-            raise ValueError(f"larger than {_MAX_BYTES // 1024 // 1024} MB")
+        if size > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES // 1024 // 1024} MB")
         if time.monotonic() > deadline:
             raise TimeoutError("timed out")
         chunks.append(chunk)
