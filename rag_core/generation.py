@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -39,6 +40,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+LIMIT_PARAMS = ("max_completion_tokens", "max_tokens")
+"""Names of the reply's token limit, preferred first (newer OpenAI models refuse the
+second; some older OpenAI-compatible servers do not know the first)."""
 
 TextSink = Callable[[str], None]
 """Receives an answer's text piece by piece as the model streams it."""
@@ -120,6 +125,7 @@ class ChatGenerator:
         self.model = model.strip()
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self._limit_param = LIMIT_PARAMS[0]  # switched once if the server refuses it
 
     @property
     def base_url(self) -> str:
@@ -179,12 +185,7 @@ class ChatGenerator:
     def _complete(self, messages: list[Message], *, temperature: float, max_tokens: int) -> str:
         """One chat completion; the reply text with any leading ``<think>`` block removed."""
         try:
-            completion = self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
+            completion = self._create(messages, temperature=temperature, limit=max_tokens)
         except openai.APIError as error:
             raise self._error(error) from error
         if not completion.choices:
@@ -211,12 +212,8 @@ class ChatGenerator:
 
         finish = None
         try:
-            stream = self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                stream=True,
+            stream = self._create(
+                messages, temperature=self.temperature, limit=self.max_tokens, stream=True
             )
             with stream:
                 for chunk in stream:
@@ -242,6 +239,29 @@ class ChatGenerator:
         if finish == "length":
             log.warning("Answer from %s was cut at max_tokens=%d", self.model, self.max_tokens)
         return "".join(pieces).strip()
+
+    def _create(
+        self, messages: list[Message], *, temperature: float, limit: int, stream: bool = False
+    ) -> Any:
+        """``chat.completions.create`` with the reply's token limit under the name the
+        server takes: ``max_completion_tokens``, which newer OpenAI models require, or,
+        once a server has refused it, the older ``max_tokens``."""
+        param = self._limit_param
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": temperature,
+            **({"stream": True} if stream else {}),
+        }
+        try:
+            return self.client.chat.completions.create(**request, **{param: limit})
+        except openai.BadRequestError as error:
+            if getattr(error, "param", None) != param and param not in str(error.message):
+                raise
+            older = next(name for name in LIMIT_PARAMS if name != param)
+            log.info("%s refuses %s; sending %s instead", self.base_url, param, older)
+            self._limit_param = older
+            return self.client.chat.completions.create(**request, **{older: limit})
 
     def _timeout_s(self) -> float:
         """Seconds each attempt may take, from the client (a number or an httpx timeout)."""

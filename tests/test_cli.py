@@ -170,6 +170,10 @@ def test_doc_sets_from_a_config_file(env, docs, tmp_path, capsys):
     ]
     assert main(["ask", "What comes after alpha?", "--docset", "letters"]) == 0
     assert "Sources:" in capsys.readouterr().out
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"question": "What comes after alpha?", "relevant": ["b.md"]}\n')
+    assert main(["eval", str(questions), "--docset", "letters", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["modes"]["bm25"]["recall@5"] == 1.0
     assert main(["ask", "alpha", "--docset", "seal"]) == 2
     assert one_line_error(capsys) == (
         "error: There is no doc set named 'seal' (doc sets: letters, broken)."

@@ -52,13 +52,33 @@ def generator(server, *, timeout_s: float = 5.0, max_retries: int = 2, api_key: 
 # Prompt and request
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_token_limit_goes_under_the_name_the_server_takes(openai_server, stream):
+    openai_server.refuse_parameter("max_tokens")  # a newer OpenAI model
+    newer = generator(openai_server)
+    text = newer.answer("How do I install it?", passages(2), on_text=[].append if stream else None)
+    assert text.text and [r.json.get("max_completion_tokens") for r in openai_server.requests] == [
+        321
+    ]
+
+    openai_server.reset()
+    openai_server.refuse_parameter("max_completion_tokens")  # an older compatible server
+    older = generator(openai_server)
+    for _ in range(2):
+        older.answer("How do I install it?", passages(2), on_text=[].append if stream else None)
+    sent = [sorted(k for k in r.json if k.startswith("max_")) for r in openai_server.requests]
+    assert sent == [["max_completion_tokens"], ["max_tokens"], ["max_tokens"]]  # once refused
+
+
 def test_prompt_numbers_passages_with_titles_paths_and_question(openai_server):
     answer = generator(openai_server).answer("How do I install it?", passages(2))
 
     (request,) = openai_server.requests
     body = request.json
     assert request.path == "/v1/chat/completions"
-    assert (body["model"], body["temperature"], body["max_tokens"]) == ("stub-chat", 0.2, 321)
+    limit = body["max_completion_tokens"]
+    assert (body["model"], body["temperature"], limit) == ("stub-chat", 0.2, 321)
+    assert "max_tokens" not in body  # newer OpenAI models refuse it
     system, user = body["messages"]
     assert system["role"] == "system"
     assert "[1]" in system["content"] and "language" in system["content"]
