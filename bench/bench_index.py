@@ -1,22 +1,28 @@
 """Indexing benchmarks: embedding throughput, and a first index against an unchanged re-index.
 
-    .venv/bin/python bench/bench_index.py [--model PATH_OR_ID | --random-qwen3] [--device cpu|cuda]
-        [--docs ../shared/data/milvus_docs/en] [--limit-files N] [--only-embed]
+    .venv/bin/python bench/bench_index.py [--model PATH_OR_ID | --random-qwen3 [--qwen3-layers N]]
+        [--device cpu|cuda] [--docs ../shared/data/milvus_docs/en] [--limit-files N]
+        [--only-embed] [--compare-slice 32]
 
-1. Embedding throughput over the corpus' chunks, on one model: the straightforward way
-   (one ``SentenceTransformer.encode`` call per text, as tutorials do; timed on an evenly
-   spread sample of ``--naive-sample`` chunks when the corpus is larger) against the
-   indexer's path (``embed_documents`` on batches of ``--embed-batch`` chunks). Each is
-   timed ``--repeat`` times and the best kept (the machine may be shared). Tokens are
-   counted with special tokens and capped at the model's window, i.e. tokens processed.
-   Chunks are cut to fit the model's window (MiniLM: 254 tokens) unless
-   ``--chunk-tokens`` says otherwise.
+1. Embedding throughput over the corpus' distinct chunk texts, on one model: the
+   straightforward way (one ``SentenceTransformer.encode`` call per text, as tutorials do;
+   timed on an evenly spread sample of ``--naive-sample`` chunks when the corpus is larger)
+   against the indexer's path (``embed_documents`` on slices of ``--embed-slice`` texts,
+   which the embedder sorts by length and runs in forward passes of at most
+   ``--batch-tokens`` padded tokens). ``--compare-slice N`` adds the same path with N
+   texts per call (32: how the indexer called it before, sorting only within each call).
+   Each path is timed ``--repeat`` times and the best kept (the machine may be shared).
+   Real tokens are those the model reads (special tokens included, cut at its window);
+   padded tokens are what the forward passes' padded tensors hold; tokens/s is real
+   tokens per wall second. Chunks are cut to fit the model's window (MiniLM: 254 tokens)
+   unless ``--chunk-tokens`` says otherwise.
 2. Unless ``--only-embed`` (which needs no pymilvus): a full first index into a fresh
    Milvus Lite database, then a re-index of the unchanged corpus, timed end to end.
 
 The default model is the packaged all-MiniLM-L6-v2 on the CPU; ``--model`` may name a
 Qwen3-Embedding-shaped folder, and ``--random-qwen3`` builds a random-weight one the size
-of Qwen3-Embedding-0.6B with Qwen3's tokenizer (production's cost, for a GPU run).
+of Qwen3-Embedding-0.6B with Qwen3's tokenizer (production's cost, for a GPU run;
+``--qwen3-layers`` keeps fewer of its 28 layers, for a CPU run).
 """
 
 from __future__ import annotations
@@ -34,12 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from rag_core.embedding import load_embedder
 from rag_core.ingest.chunking import MarkdownChunker
+from rag_core.ingest.indexer import EMBED_SLICE
 from rag_core.ingest.loaders import load_documents
 from rag_core.settings import Settings
-from rag_core.types import Chunk, Embedder
+from rag_core.token_batches import BatchPlan
+from rag_core.types import Chunk
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from rag_core.embedding import Qwen3Embedder, SentenceTransformerEmbedder
+
+    BenchEmbedder = Qwen3Embedder | SentenceTransformerEmbedder
 
 DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "milvus_docs" / "en"
 
@@ -48,9 +60,14 @@ DEFAULT_DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "milvus
 class Throughput:
     label: str
     chunks: int
-    tokens: int
+    real_tokens: int
+    padded_tokens: int
     seconds: float  # wall clock
     cpu_seconds: float  # all threads of this process: steadier on a shared machine
+
+    @property
+    def padding_ratio(self) -> float:
+        return self.padded_tokens / self.real_tokens
 
     @property
     def chunks_per_cpu_s(self) -> float:
@@ -62,7 +79,7 @@ class Throughput:
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
+        return self.real_tokens / self.seconds
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,14 +89,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--random-qwen3", action="store_true", help="random model of Qwen3-Embedding-0.6B's shape"
     )
+    parser.add_argument("--qwen3-layers", type=int, default=28, help="layers of --random-qwen3")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="folder to index")
     parser.add_argument("--limit-files", type=int, default=None, help="use the first N files")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 (both paths)")
     parser.add_argument("--only-embed", action="store_true", help="skip the Milvus part")
+    parser.add_argument(
+        "--plan-only", action="store_true", help="only count real and padded tokens (no model run)"
+    )
     parser.add_argument("--naive-sample", type=int, default=300, help="texts for one-at-a-time")
     parser.add_argument("--repeat", type=int, default=2, help="timings per path; best is kept")
-    parser.add_argument("--embed-batch", type=int, default=defaults.embed_batch_size)
+    parser.add_argument("--embed-slice", type=int, default=EMBED_SLICE, help="texts per call")
+    parser.add_argument("--compare-slice", type=int, default=0, help="also time N texts per call")
+    parser.add_argument("--batch-tokens", type=int, default=defaults.embed_batch_tokens)
+    parser.add_argument("--batch-size", type=int, default=defaults.embed_batch_size)
     parser.add_argument(
         "--chunk-tokens",
         type=int,
@@ -137,16 +161,54 @@ def time_one_at_a_time(
 
 
 def time_indexer_path(
-    embedder: Embedder, texts: list[str], batch: int, device: str
+    embedder: BenchEmbedder, texts: list[str], per_call: int, device: str
 ) -> tuple[float, float]:
-    """(wall, CPU) seconds for ``embed_documents`` over ``batch`` texts per call, as the
-    Indexer calls it (after a warm-up call)."""
-    embedder.embed_documents(texts[:batch])
+    """(wall, CPU) seconds for ``embed_documents`` over ``per_call`` texts per call, as the
+    Indexer calls it (after a warm-up call on the longest texts: the largest tensors)."""
+    embedder.embed_documents(sorted(texts, key=len)[-64:])
     started, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(texts), batch):
-        embedder.embed_documents(texts[start : start + batch])
+    for start in range(0, len(texts), per_call):
+        embedder.embed_documents(texts[start : start + per_call])
     _synchronise(device)
     return time.perf_counter() - started, time.process_time() - cpu
+
+
+def slice_plans(embedder: BenchEmbedder, texts: list[str], per_call: int) -> list[BatchPlan]:
+    """The forward passes of ``per_call`` texts per call, call by call."""
+    return [
+        embedder.plan_batches(texts[start : start + per_call])
+        for start in range(0, len(texts), per_call)
+    ]
+
+
+def padding(embedder: BenchEmbedder, texts: list[str], per_call: int) -> tuple[int, int]:
+    """(real, padded) tokens of the forward passes ``per_call`` texts per call run."""
+    plans = slice_plans(embedder, texts, per_call)
+    return sum(p.real_tokens for p in plans), sum(p.padded_tokens for p in plans)
+
+
+def texts_per_call(args: argparse.Namespace) -> list[int]:
+    """The indexer's slice, then ``--compare-slice`` when given."""
+    return [n for n in dict.fromkeys([args.embed_slice, args.compare_slice]) if n > 0]
+
+
+def print_plans(
+    header: str, embedder: BenchEmbedder, chunks: list[Chunk], args: argparse.Namespace
+) -> None:
+    """Real and padded tokens of each path without running the model (``--plan-only``)."""
+    texts = list(dict.fromkeys(c.embed_text for c in chunks))
+    print(header)
+    print()
+    print("| texts per call | texts | real tokens | padded tokens | padded/real | forward passes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for per_call in texts_per_call(args):
+        plans = slice_plans(embedder, texts, per_call)
+        real, padded = sum(p.real_tokens for p in plans), sum(p.padded_tokens for p in plans)
+        passes = sum(len(p.batches) for p in plans)
+        print(
+            f"| {per_call} | {len(texts):,} | {real:,} | {padded:,} | {padded / real:.3f} "
+            f"| {passes:,} |"
+        )
 
 
 def spread_sample(items: list[str], size: int) -> list[str]:
@@ -160,34 +222,40 @@ def spread_sample(items: list[str], size: int) -> list[str]:
 def bench_embedding(
     args: argparse.Namespace,
     tutorial: SentenceTransformer,
-    embedder: Embedder,
+    embedder: BenchEmbedder,
     chunks: list[Chunk],
 ) -> list[Throughput]:
-    """Best of ``--repeat`` timings of each path; tokens capped at the model's window."""
-    window = int(tutorial.max_seq_length or 10**9)
-    texts = [c.embed_text for c in chunks]
-    sample = spread_sample(texts, args.naive_sample)
-
-    def tokens(batch: list[str]) -> int:
-        return sum(min(embedder.count_tokens(t) + 2, window) for t in batch)
-
-    naive_s = min(time_one_at_a_time(tutorial, sample, args.device) for _ in range(args.repeat))
-    batched_s = min(
-        time_indexer_path(embedder, texts, args.embed_batch, args.device)
-        for _ in range(args.repeat)
-    )
-    naive_label = "one text per encode() call"
-    if len(sample) < len(texts):
-        naive_label += f" (sample: every {len(texts) / len(sample):.0f}th chunk)"
-    batched_label = f"indexer: embed_documents, {args.embed_batch} chunks/call"
-    return [
-        Throughput(naive_label, len(sample), tokens(sample), *naive_s),
-        Throughput(batched_label, len(texts), tokens(texts), *batched_s),
+    """Best of ``--repeat`` timings of each path, over the distinct chunk texts: the
+    indexer's first, then ``--compare-slice`` and one text per call. The indexer's two
+    paths take turns, so a machine that gets busier mid-run slows both alike."""
+    texts = list(dict.fromkeys(c.embed_text for c in chunks))
+    per_calls = texts_per_call(args)
+    timings: dict[int, list[tuple[float, float]]] = {n: [] for n in per_calls}
+    for _ in range(args.repeat):
+        for per_call in per_calls:
+            timings[per_call].append(time_indexer_path(embedder, texts, per_call, args.device))
+    speeds = [
+        Throughput(
+            f"embed_documents, {per_call} texts/call, {args.batch_tokens} tokens/pass",
+            len(texts),
+            *padding(embedder, texts, per_call),
+            *min(timings[per_call]),
+        )
+        for per_call in per_calls
     ]
+    if args.naive_sample > 0:
+        sample = spread_sample(texts, args.naive_sample)
+        real = sum(embedder.token_lengths(sample))  # one text per call: no padding
+        naive_s = min(time_one_at_a_time(tutorial, sample, args.device) for _ in range(args.repeat))
+        label = "one text per encode() call"
+        if len(sample) < len(texts):
+            label += f" (sample: every {len(texts) / len(sample):.0f}th chunk)"
+        speeds.append(Throughput(label, len(sample), real, real, *naive_s))
+    return speeds
 
 
 def bench_indexing(
-    embedder: Embedder, chunker: MarkdownChunker, root: Path, scratch: Path, batch: int
+    embedder: BenchEmbedder, chunker: MarkdownChunker, root: Path, scratch: Path, per_call: int
 ) -> list[tuple[str, float, int, int]]:
     """(label, seconds, chunks embedded, chunks reused) for a first index and a re-index."""
     from rag_core.ingest.indexer import Indexer
@@ -195,7 +263,7 @@ def bench_indexing(
 
     store = MilvusStore.connect(str(scratch / "milvus" / "bench.db"), collection="bench_docs")
     try:
-        indexer = Indexer(store, embedder, chunker, embed_batch_size=batch)
+        indexer = Indexer(store, embedder, chunker, embed_slice=per_call)
         first = indexer.index(root)
         again = indexer.index(root)
     finally:
@@ -217,20 +285,23 @@ def print_report(
     print(header)
     print()
     print(
-        "| embedding path | chunks | tokens | wall s | chunks/s | tokens/s | CPU s | chunks/CPU-s |"
+        "| embedding path | chunks | real tokens | padded tokens | padded/real | wall s "
+        "| chunks/s | tokens/s | CPU s | chunks/CPU-s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in speeds:
         print(
-            f"| {row.label} | {row.chunks:,} | {row.tokens:,} | {row.seconds:.2f} | "
-            f"{row.chunks_per_s:,.1f} | {row.tokens_per_s:,.0f} | {row.cpu_seconds:.2f} | "
-            f"{row.chunks_per_cpu_s:,.2f} |"
+            f"| {row.label} | {row.chunks:,} | {row.real_tokens:,} | {row.padded_tokens:,} | "
+            f"{row.padding_ratio:.3f} | {row.seconds:.2f} | {row.chunks_per_s:,.1f} | "
+            f"{row.tokens_per_s:,.0f} | {row.cpu_seconds:.2f} | {row.chunks_per_cpu_s:,.2f} |"
         )
-    naive, batched = speeds
-    print(
-        f"\nBatched speed-up: {batched.chunks_per_s / naive.chunks_per_s:.1f}x chunks/s (wall), "
-        f"{batched.chunks_per_cpu_s / naive.chunks_per_cpu_s:.1f}x chunks per CPU second"
-    )
+    indexer = speeds[0]
+    for other in speeds[1:]:
+        print(
+            f"\nIndexer path against {other.label}: "
+            f"{indexer.chunks_per_s / other.chunks_per_s:.2f}x chunks/s (wall), "
+            f"{indexer.chunks_per_cpu_s / other.chunks_per_cpu_s:.2f}x chunks per CPU second"
+        )
     if not runs:
         return
     print()
@@ -251,10 +322,13 @@ def _synchronise(device: str) -> None:
 def model_path(args: argparse.Namespace, scratch: Path) -> tuple[str, str]:
     """The model to load, and its name in the report."""
     if args.random_qwen3:
-        from tests.model_factory import build_qwen3_0_6b_embedding
+        from tests.model_factory import QWEN3_0_6B_SHAPE, build_qwen3_embedding
 
-        folder = build_qwen3_0_6b_embedding(scratch / "random-qwen3-embedding")
-        return str(folder), "random-weight Qwen3-Embedding-0.6B shape"
+        shape = {**QWEN3_0_6B_SHAPE, "num_layers": args.qwen3_layers}
+        folder = build_qwen3_embedding(
+            scratch / "random-qwen3-embedding", vocabulary="qwen", initializer_range=0.02, **shape
+        )
+        return str(folder), f"random-weight Qwen3-Embedding-0.6B shape, {args.qwen3_layers} layers"
     if args.model:
         return args.model, args.model
     return default_model(), "all-MiniLM-L6-v2 (packaged)"
@@ -268,12 +342,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, model: str, name: str) -> int:
-    embedder = load_embedder(model, device=args.device, dtype=args.dtype)
-    tutorial = load_tutorial_model(model, args.device, args.dtype)
+    embedder: BenchEmbedder = load_embedder(  # type: ignore[assignment]
+        model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        batch_tokens=args.batch_tokens,
+    )
     print(f"model {model} on {args.device}, dtype {args.dtype}")
-    window = int(tutorial.max_seq_length or 10**9)
     if args.chunk_tokens is None:
-        args.chunk_tokens = min(Settings().chunk_tokens, window - 2)
+        args.chunk_tokens = min(Settings().chunk_tokens, embedder.max_tokens - 2)
     chunker = MarkdownChunker(
         embedder.count_tokens, max_tokens=args.chunk_tokens, overlap_tokens=args.chunk_overlap
     )
@@ -283,21 +361,31 @@ def run(args: argparse.Namespace, model: str, name: str) -> int:
         started = time.perf_counter()
         chunks = make_chunks(root, chunker)
         chunk_s = time.perf_counter() - started
+        header = report_header(args, name, embedder.dim, len(chunks), chunk_s)
+        if args.plan_only:
+            print_plans(header, embedder, chunks, args)
+            return 0
+        tutorial = load_tutorial_model(model, args.device, args.dtype)
         speeds = bench_embedding(args, tutorial, embedder, chunks)
         runs = (
             []
             if args.only_embed
-            else bench_indexing(embedder, chunker, root, scratch, args.embed_batch)
+            else bench_indexing(embedder, chunker, root, scratch, args.embed_slice)
         )
-    files = "" if args.limit_files is None else f" (first {args.limit_files} files)"
-    header = (
-        f"Model {name} ({embedder.dim} dims) on "
-        f"{args.device}; corpus {args.docs}"
-        f"{files} -> {len(chunks):,} chunks of <= {args.chunk_tokens} tokens "
-        f"(chunked in {chunk_s:.1f} s)"
-    )
     print_report(header, speeds, runs)
     return 0
+
+
+def report_header(
+    args: argparse.Namespace, name: str, dim: int, chunks: int, chunk_s: float
+) -> str:
+    files = "" if args.limit_files is None else f" (first {args.limit_files} files)"
+    return (
+        f"Model {name} ({dim} dims) on {args.device}, dtype {args.dtype}; corpus "
+        f"{args.docs}{files} -> {chunks:,} chunks of <= {args.chunk_tokens} tokens "
+        f"(chunked in {chunk_s:.1f} s); at most {args.batch_size} texts and "
+        f"{args.batch_tokens} padded tokens per forward pass"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Load test of the Slack bot: N concurrent mentions through the real HTTP endpoint.
 
-    .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--concurrency 50]
-        [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 50] [--answer-tokens 120]
+    .venv/bin/python bench/bench_load.py [--n 200] [--workers 2] [--worker-concurrency 4]
+        [--concurrency 50] [--repeat 0.25] [--llm-delay 0] [--tokens-per-s 50] [--answer-tokens 120]
+        [--chat-delay S]
         [--no-stream] [--spacing 0] [--timeout 300] [--stalled 0] [--logs DIR]
         [--device cpu|cuda] [--models tiny|qwen3-0.6b] [--model-dir DIR]
 
@@ -10,7 +11,8 @@ OpenAI stand-ins (loopback HTTP servers of the test suite), Redis (the local one
 ``--redis``, under a prefix of its own, deleted afterwards), a ``milvus_lite server``
 process, random-weight Qwen3 embedding and reranker models (tiny ones, or with
 ``--models qwen3-0.6b`` the size and tokenizer of the 0.6B models production runs, on
-``--device``), ``ragbot serve --http`` and ``--workers`` ``ragbot worker`` processes.
+``--device``), ``ragbot serve --http`` and ``--workers`` ``ragbot worker`` processes, each
+answering ``--worker-concurrency`` questions at once (``RAGBOT_WORKER_CONCURRENCY``).
 It indexes a small corpus, fires ``--n`` signed ``app_mention`` events from
 ``--concurrency`` client threads (distinct questions, a ``--repeat`` share of them asked
 again so the answer cache is exercised), then waits until every mention has its answer
@@ -20,12 +22,14 @@ With ``--stalled N`` the burst runs while N other connections to the app sit ope
 without finishing a request (nothing sent, half the headers, or a promised body that
 never comes), as slow or hostile clients leave them.
 
-The chat model writes replies of ``--answer-tokens`` words at ``--tokens-per-s`` and the
-bot streams them into Slack (``--no-stream``: answers posted whole); ``--spacing`` spreads
+The chat model writes replies of ``--answer-tokens`` words at ``--tokens-per-s`` after
+``--llm-delay`` seconds, or in ``--chat-delay`` seconds in all, and the bot streams them
+into Slack (``--no-stream``: answers posted whole); ``--spacing`` spreads
 the mentions out in time (0: all at once). Ack latency is the HTTP round trip of
 each event (Slack wants it under 3 s); first text runs from sending the event to the
 stand-in receiving the answer's ``chat.startStream``; answer latency from sending the
-event to the stand-in holding the finished reply (polled every 20 ms). Each mention is
+event to the stand-in holding the finished reply (polled every 20 ms); throughput is the
+mentions answered per second of the whole burst. Each mention is
 judged as in the fault suite (:func:`tests.fixtures.faults.judge`): answered once (one
 bot message carrying the answer), told in words (one message saying why not),
 duplicated (more than one bot message in its thread) or lost (no final reply); errors
@@ -90,10 +94,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="mentions to send")
     parser.add_argument("--workers", type=int, default=2, help="ragbot worker processes")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=4, help="questions each worker answers at once"
+    )
     parser.add_argument("--concurrency", type=int, default=50, help="client threads")
     parser.add_argument("--repeat", type=float, default=0.25, help="share of repeated questions")
     parser.add_argument("--llm-delay", type=float, default=0.0, help="chat model seconds/reply")
     parser.add_argument("--tokens-per-s", type=float, default=50.0, help="chat model stream rate")
+    parser.add_argument(
+        "--chat-delay", type=float, default=None, help="chat model seconds per reply, in all"
+    )
     parser.add_argument("--no-stream", action="store_true", help="post answers whole")
     parser.add_argument("--answer-tokens", type=int, default=120, help="words per model reply")
     parser.add_argument("--spacing", type=float, default=0.0, help="seconds between mentions")
@@ -279,6 +289,7 @@ def report(
         ("  answers streamed", f"{len(firsts)}/{len(outcomes)} (the rest: cache, posted whole)"),
         ("answer latency p50", f"{statistics.median(waits):.2f} s" if waits else "-"),
         ("answer latency p99", f"{percentile(waits, 0.99):.2f} s" if waits else "-"),
+        ("throughput", f"{len(answered) / seconds:.2f} questions/s"),
         ("answered once", f"{verdicts.count(ANSWERED)}/{len(outcomes)}"),
         ("told in words", str(verdicts.count(TOLD))),
         ("duplicates", str(verdicts.count(DUPLICATED))),
@@ -293,12 +304,20 @@ def report(
     width = max(len(name) for name, _ in rows)
     title = (
         f"ragbot load: {args.n} mentions, {args.concurrency} concurrent, {args.workers} "
-        f"workers, {args.repeat:.0%} repeated, chat model delay {args.llm_delay:g} s, "
+        f"workers × {args.worker_concurrency} at once, {args.repeat:.0%} repeated, "
+        f"chat model {chat_model(args)}, "
         f"{'no streaming' if args.no_stream else f'streaming at {args.tokens_per_s:g} tokens/s'}"
         f", {args.stalled} stalled connections; {args.models} models on {args.device}"
     )
     lines = [title, f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     return "\n".join([*lines, *(f"{name:<{width}}  {value}" for name, value in rows)])
+
+
+def chat_model(args: argparse.Namespace) -> str:
+    """How long the stand-in chat model takes, in words."""
+    if args.chat_delay is not None:
+        return f"{args.chat_delay:g} s per reply"
+    return f"delay {args.llm_delay:g} s + {args.answer_tokens} tokens at {args.tokens_per_s:g}/s"
 
 
 def build_models(args: argparse.Namespace, scratch: Path) -> tuple[Path, Path]:
@@ -337,6 +356,7 @@ def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn
         metrics_port=0,  # several workers on one machine: no fixed metrics port
         stream_answers=not args.no_stream,
         device=args.device,
+        worker_concurrency=args.worker_concurrency,
     )
     processes = BotProcesses(process_env(variables), log_dir=scratch, cwd=scratch)
     processes.start_app()
@@ -349,6 +369,8 @@ def start_bot(args: argparse.Namespace, scratch: Path, stand_in: SlackApiStandIn
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.chat_delay is not None:  # the whole reply takes that long, streamed or not
+        args.llm_delay, args.tokens_per_s = 0.0, args.answer_tokens / max(args.chat_delay, 1e-3)
     stand_in = SlackApiStandIn().start()
     llm = OpenAIStubServer()
     llm.start()

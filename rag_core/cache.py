@@ -1,4 +1,4 @@
-"""Redis caches for query embeddings and whole answers.
+"""Redis caches for query embeddings, question translations and whole answers.
 
 Both are optional: callers hold ``QueryEmbeddingCache | None`` and ``AnswerCache | None``
 and skip the cache on ``None``, so there is no no-op cache class. Both degrade to a miss
@@ -11,6 +11,8 @@ Keys (under ``prefix``):
 - ``answer:{index_version}:{sha256(settings_key)[:16]}:{sha256(normalised question)}``
   -> the :class:`~rag_core.types.Answer` as JSON. A re-index changes the index version,
   so stale answers are simply never read again and expire with their TTL.
+- ``translate:{sha256(model)[:16]}:{sha256(language)[:16]}:{sha256(text)}`` -> the
+  question's translation (UTF-8), see :class:`TranslationCache`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 EMBED_KEY = "qemb:"
 ANSWER_KEY = "answer:"
+TRANSLATION_KEY = "translate:"
+DEFAULT_TRANSLATION_TTL_S = 7 * 86_400
+DEFAULT_MEMORY_TRANSLATIONS = 1024
 DEFAULT_EMBED_TTL_S = 7 * 86_400
 DEFAULT_ANSWER_TTL_S = 86_400
 
@@ -151,6 +157,70 @@ class AnswerCache:
         key = self.key(index_version, question, settings_key=settings_key)
         payload = json.dumps(answer_to_dict(answer), ensure_ascii=False)
         self._outage.run(lambda: self._redis.set(key, payload, ex=self.ttl_s), None)
+
+
+class TranslationCache:
+    """A question's translation for retrieval, by chat model, target language and text.
+
+    The ``memory_entries`` most recently used stay in this process, so a question
+    searched several times (an evaluation, a retry) costs one model call even without
+    Redis; with ``redis_client`` they are also kept ``ttl_s`` seconds in Redis, shared by
+    every worker. Redis outages degrade to the in-process copy. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | None = None,
+        *,
+        prefix: str = "ragbot:",
+        ttl_s: int = DEFAULT_TRANSLATION_TTL_S,
+        memory_entries: int = DEFAULT_MEMORY_TRANSLATIONS,
+    ) -> None:
+        _check_ttl(ttl_s)
+        if memory_entries < 0:
+            raise ConfigError(f"memory_entries must be 0 or more, got {memory_entries}.")
+        self._redis = redis_client
+        self._prefix = f"{prefix}{TRANSLATION_KEY}"
+        self.ttl_s = ttl_s
+        self._outage = RedisOutageLog(log, "skipping the translation cache in Redis")
+        self._memory: OrderedDict[str, str] = OrderedDict()
+        self._memory_entries = memory_entries
+        self._lock = threading.Lock()
+
+    def key(self, model: str, language: str, text: str) -> str:
+        return f"{self._prefix}{_sha256(model)[:16]}:{_sha256(language)[:16]}:{_sha256(text)}"
+
+    def get(self, model: str, language: str, text: str) -> str | None:
+        """The stored translation of ``text``, or ``None`` on a miss."""
+        key = self.key(model, language, text)
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return self._memory[key]
+        if self._redis is None:
+            return None
+        redis_client = self._redis
+        raw = self._outage.run(lambda: redis_client.get(key), None)
+        if raw is None:
+            return None
+        found = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        self._remember(key, found)
+        return found
+
+    def put(self, model: str, language: str, text: str, translation: str) -> None:
+        """Keep ``translation`` of ``text`` (side effect: one Redis SET when configured)."""
+        key = self.key(model, language, text)
+        self._remember(key, translation)
+        if self._redis is not None:
+            redis_client = self._redis
+            self._outage.run(lambda: redis_client.set(key, translation, ex=self.ttl_s), None)
+
+    def _remember(self, key: str, translation: str) -> None:
+        with self._lock:
+            self._memory[key] = translation
+            self._memory.move_to_end(key)
+            while len(self._memory) > self._memory_entries:
+                self._memory.popitem(last=False)
 
 
 def answer_to_dict(answer: Answer) -> dict[str, Any]:

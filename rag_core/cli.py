@@ -55,6 +55,9 @@ def build_parser(extend: ParserExtension | None = None) -> argparse.ArgumentPars
     evaluate.add_argument("--docset", metavar="NAME", action="append", help="search only these")
     evaluate.add_argument("--k", type=int, default=5, help="cut-off for recall (default 5)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--report", type=Path, metavar="FILE.html", help="also write a self-contained HTML page"
+    )
     evaluate.set_defaults(handler=_cmd_eval)
 
     demo = commands.add_parser("demo", help="index the bundled sample docs and ask a question")
@@ -144,7 +147,18 @@ def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.commands import run_eval
 
-    print(run_eval(settings, args.questions, k=args.k, as_json=args.json, docsets=args.docset))
+    print(
+        run_eval(
+            settings,
+            args.questions,
+            k=args.k,
+            as_json=args.json,
+            docsets=args.docset,
+            report_path=args.report,
+        )
+    )
+    if args.report is not None:
+        print(f"report written to {args.report}", file=sys.stderr)
     return 0
 
 

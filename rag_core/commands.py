@@ -14,7 +14,8 @@ from rag_core.docset_index import DocSetBuild, DocSetIndexer, format_revision
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet, select_docsets
 from rag_core.errors import IndexMismatchError, InputError, RagbotError
-from rag_core.evaluation import evaluate, format_table, load_questions, report
+from rag_core.eval_tables import format_report
+from rag_core.evaluation import evaluate, load_questions, report
 from rag_core.generation import ChatGenerator, build_openai_client
 from rag_core.ingest.indexer import IndexProgress, IndexSummary
 from rag_core.pipeline import RagPipeline
@@ -208,14 +209,27 @@ def run_eval(
     k: int,
     as_json: bool,
     docsets: list[str] | None = None,
+    report_path: Path | None = None,
 ) -> str:
+    """Score every mode on the questions file; the terminal tables (or the ``--json``
+    object) come back as text, and ``report_path`` gets the HTML page."""
+    if k < 1:
+        raise InputError(f"--k must be at least 1 (got {k}).")
+    if report_path is not None and not report_path.parent.is_dir():
+        raise InputError(f"No such folder for the report: {report_path.parent}")
     questions = load_questions(questions_path)
     pipeline, _ = build_cli_pipeline(settings)
     with tqdm(total=len(questions), desc="questions", file=sys.stderr, disable=None) as bar:
-        results = evaluate(pipeline, questions, k=k, progress=bar.update, docsets=docsets)
+        run = evaluate(pipeline, questions, k=k, progress=bar.update, docsets=docsets)
+    run.setup = {"questions_file": questions_path.name, **run.setup}
+    result = report(run)
+    if report_path is not None:
+        from rag_core.eval_report import write_report
+
+        write_report(result, report_path, title=f"ragbot eval: {questions_path.name}")
     if as_json:
-        return json.dumps(report(results, k=k))
-    return f"{len(questions)} questions\n" + format_table(results, k=k)
+        return json.dumps(result, ensure_ascii=False)
+    return format_report(result)
 
 
 def run_demo(settings: Settings, *, question: str | None = None) -> int:

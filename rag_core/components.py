@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rag_core.build_lock import BuildLocks, build_locks
 from rag_core.docset_stores import DocSetStores
 from rag_core.errors import ModelLoadError
 from rag_core.settings import DEFAULT_EMBED_MODEL, Settings
 from rag_core.types import Embedder, Reranker
+
+if TYPE_CHECKING:
+    from rag_core.model_batching import ModelThread
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +26,21 @@ FULL_PIPELINE_HINT = (
 
 @dataclass(slots=True)
 class Models:
-    """The loaded models, plus what the user should know about how they were chosen."""
+    """The loaded models, plus what the user should know about how they were chosen.
+
+    ``runner``: the thread that runs every call on them when several threads share them
+    (:func:`~rag_core.model_batching.batch_across_threads`), stopped by :meth:`close`.
+    """
 
     embedder: Embedder
     reranker: Reranker | None
     notices: list[str] = field(default_factory=list)
+    runner: ModelThread | None = None
+
+    def close(self) -> None:
+        """Stop the shared models' thread, if any, once its callers are done."""
+        if self.runner is not None:
+            self.runner.close()
 
 
 def load_embedder_from(settings: Settings, model: str | None = None) -> Embedder:
@@ -39,7 +53,9 @@ def load_embedder_from(settings: Settings, model: str | None = None) -> Embedder
         instruction=settings.embed_instruction,
         max_length=settings.embed_max_length,
         batch_size=settings.embed_batch_size,
+        batch_tokens=settings.embed_batch_tokens,
         dtype=settings.dtype,
+        revision=settings.embed_revision or None,
     )
 
 
@@ -99,7 +115,12 @@ def _fallback_models(settings: Settings, error: ModelLoadError) -> Models:
 
 def open_stores(settings: Settings) -> DocSetStores:
     """Milvus, connected once, with one store per doc set of the settings."""
-    return DocSetStores.connect(settings.milvus_uri, settings.docsets, token=settings.milvus_token)
+    return DocSetStores.connect(
+        settings.milvus_uri,
+        settings.docsets,
+        token=settings.milvus_token,
+        index_check_s=settings.index_check_s,
+    )
 
 
 def open_build_locks(settings: Settings) -> BuildLocks:

@@ -99,17 +99,20 @@ def torch_dtype_for(device: str, dtype: str = "auto") -> torch.dtype:
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    """What to hand to ``from_pretrained``: a folder or hub id, and whether to stay offline."""
+    """What to hand to ``from_pretrained``: a folder or hub id, whether to stay offline,
+    and the hub revision (None: the default branch; always None for a folder)."""
 
     location: str
     local_files_only: bool
+    revision: str | None = None
 
 
-def locate_model(name: str, *, hint: str) -> ModelSource:
+def locate_model(name: str, *, hint: str, revision: str | None = None) -> ModelSource:
     """Find a model's files before loading it, failing fast with a clear message.
 
-    ``name`` is a local folder or a Hugging Face hub id; ``hint`` ends the error
-    message and says how to configure another model. A hub id is used
+    ``name`` is a local folder or a Hugging Face hub id (at ``revision``, a branch, tag
+    or commit; None for the default branch, and ignored for a folder); ``hint`` ends the
+    error message and says how to configure another model. A hub id is used
     from the local cache without touching the network when the hub does not answer
     within a few seconds (or ``HF_HUB_OFFLINE`` is set), instead of the hub client's
     retries that take half a minute.
@@ -125,38 +128,39 @@ def locate_model(name: str, *, hint: str) -> ModelSource:
         return ModelSource(location=str(path), local_files_only=True)
     if _looks_like_path(name):
         raise ModelLoadError(f"Model folder {name} does not exist; {hint}.")
-    return _locate_on_hub(name, hint)
+    return _locate_on_hub(name, hint, revision or None)
 
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def _locate_on_hub(repo_id: str, hint: str) -> ModelSource:
+def _locate_on_hub(repo_id: str, hint: str, revision: str | None) -> ModelSource:
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 
     try:
-        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
     except HFValidationError as error:
         raise ModelLoadError(
             f"Model {repo_id!r} is not a valid hub id ({error}); {hint}."
         ) from None
     if constants.HF_HUB_OFFLINE:
         if cached:
-            return ModelSource(location=repo_id, local_files_only=True)
+            return ModelSource(repo_id, local_files_only=True, revision=revision)
         raise ModelLoadError(
             f"Model {repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
             f"{hint}."
         )
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=_HUB_PROBE_TIMEOUT_S)
+        url = hf_hub_url(repo_id, "config.json", revision=revision)
+        get_hf_file_metadata(url, timeout=_HUB_PROBE_TIMEOUT_S)
     except Exception as error:  # any failure means: do not wait on the hub again
         if cached:
-            return ModelSource(location=repo_id, local_files_only=True)
+            return ModelSource(repo_id, local_files_only=True, revision=revision)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(
             f"Model {repo_id} is neither cached here nor downloadable from the Hugging Face "
             f"hub ({reason}); {hint}."
         ) from None
-    return ModelSource(location=repo_id, local_files_only=False)
+    return ModelSource(repo_id, local_files_only=False, revision=revision)

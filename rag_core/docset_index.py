@@ -187,7 +187,13 @@ class DocSetIndexer:
             links=links,
             commit=commit,
         )
-        return Indexer(store, embedder, chunker, embed_batch_size=settings.embed_batch_size)
+        return Indexer(
+            store,
+            embedder,
+            chunker,
+            bm25_analyzer=settings.bm25_analyzer,
+            docs_language=settings.docs_language,
+        )
 
 
 def _refreshing(progress: ProgressSink | None, refresh: Refresh) -> ProgressSink:

@@ -13,19 +13,37 @@ from rag_core.store import MilvusStore, open_client
 class DocSetStores:
     """The doc sets of the settings and their indexes, by name, in declaration order."""
 
-    def __init__(self, client: MilvusClient, docsets: Sequence[DocSet], *, uri: str = "") -> None:
+    def __init__(
+        self,
+        client: MilvusClient,
+        docsets: Sequence[DocSet],
+        *,
+        uri: str = "",
+        index_check_s: float = 0.0,
+    ) -> None:
         self._client = client
         self.docsets = tuple(docsets)
         self._stores = {
-            d.name: MilvusStore(client, collection=d.collection, uri=uri) for d in self.docsets
+            d.name: MilvusStore(
+                client, collection=d.collection, uri=uri, index_check_s=index_check_s
+            )
+            for d in self.docsets
         }
 
     @classmethod
     def connect(
-        cls, uri: str, docsets: Sequence[DocSet], *, token: str = "", timeout_s: float = 10
+        cls,
+        uri: str,
+        docsets: Sequence[DocSet],
+        *,
+        token: str = "",
+        timeout_s: float = 10,
+        index_check_s: float = 0.0,
     ) -> DocSetStores:
-        """Open Milvus at ``uri`` once and load each doc set's published version."""
-        stores = cls(open_client(uri, token=token, timeout_s=timeout_s), docsets, uri=uri)
+        """Open Milvus at ``uri`` once and load each doc set's published version.
+        ``index_check_s``: see :class:`~rag_core.store.MilvusStore`."""
+        client = open_client(uri, token=token, timeout_s=timeout_s)
+        stores = cls(client, docsets, uri=uri, index_check_s=index_check_s)
         for store in stores._stores.values():
             store.load_published()
         return stores

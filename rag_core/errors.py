@@ -24,7 +24,7 @@ class StoreUnavailableError(RagbotError):
 
 
 class IndexMismatchError(RagbotError):
-    """The collection was built with another embedding model or dimension."""
+    """The collection was built with another embedding model, model revision or dimension."""
 
 
 class IndexNotFoundError(RagbotError):

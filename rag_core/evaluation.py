@@ -1,8 +1,13 @@
-"""Document-level retrieval metrics over a JSONL file of questions.
+"""Document-level retrieval metrics over a JSONL file of questions, per mode.
 
 Each line holds ``question`` and ``relevant`` (document paths relative to the indexed
-root). Questions with an empty ``relevant`` list are out-of-scope probes: they measure
-how often the pipeline correctly says it does not know, which needs reranker scores.
+root), and optionally ``id``, ``docset`` (the doc set the relevant documents belong to)
+and ``answer_hint``. A question with an empty ``relevant`` list is unanswerable from the
+docs: it measures whether the pipeline says so, which needs reranker scores.
+
+:func:`evaluate` keeps what every mode found for every question (an :class:`EvalRun`);
+:mod:`rag_core.eval_summary` turns that into the report's splits, abstain figures and
+misses, so the terminal, ``--json`` and the HTML page all show the same numbers.
 """
 
 from __future__ import annotations
@@ -14,15 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_core.errors import InputError
+from rag_core.eval_summary import METRIC_DEPTH, build_report, question_language
 from rag_core.pipeline import RagPipeline, Retrieval
 
-METRIC_DEPTH = 10
+Found = tuple[str, str]
+"""A document a search returned: (doc set, path)."""
 
 
 @dataclass(frozen=True, slots=True)
 class EvalQuestion:
     question: str
     relevant: frozenset[str]
+    id: str = ""
+    docset: str | None = None  # the doc set of the relevant documents, when the row names one
+    answer_hint: str = ""
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.relevant)
+
+    @property
+    def language(self) -> str:
+        return question_language(self.question)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +50,32 @@ class EvalMode:
     rerank: bool
 
 
-@dataclass(slots=True)
-class ModeScores:
-    n: int = 0
-    recall: float = 0.0
-    mrr: float = 0.0
-    ndcg: float = 0.0
-    abstain_n: int = 0
-    abstain_correct: int = 0
-    per_question: list[dict[str, object]] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class QuestionResult:
+    """What one mode did with one question. The metrics are None for an unanswerable
+    question; ``abstained`` is None for a mode without a reranker (it has no score to
+    decide with, so the pipeline answers whenever it finds passages)."""
 
-    def as_dict(self, k: int) -> dict[str, float | int | None]:
-        n = max(self.n, 1)
-        out: dict[str, float | int | None] = {
-            f"recall@{k}": round(self.recall / n, 4),
-            f"mrr@{METRIC_DEPTH}": round(self.mrr / n, 4),
-            f"ndcg@{METRIC_DEPTH}": round(self.ndcg / n, 4),
-        }
-        if self.abstain_n:
-            out["abstain_accuracy"] = round(self.abstain_correct / self.abstain_n, 4)
-        return out
+    found: tuple[Found, ...]
+    hits: tuple[str, ...]  # the relevant documents among the first k found
+    recall: float | None
+    reciprocal_rank: float | None
+    ndcg: float | None
+    abstained: bool | None
+    best_rerank_score: float | None
+
+
+@dataclass(slots=True)
+class EvalRun:
+    """Every question and, per mode, its results in the same order."""
+
+    questions: list[EvalQuestion]
+    modes: list[EvalMode]
+    k: int
+    docsets: tuple[str, ...]
+    min_rerank_score: float
+    results: dict[str, list[QuestionResult]] = field(default_factory=dict)
+    setup: dict[str, object] = field(default_factory=dict)
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
@@ -63,9 +87,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            questions.append(EvalQuestion(str(row["question"]), frozenset(row["relevant"])))
-        except (ValueError, KeyError, TypeError) as error:
+            questions.append(_question(json.loads(line), number))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise InputError(
                 f"{path}:{number}: expected a JSON object with 'question' and 'relevant' ({error})"
             ) from error
@@ -74,11 +97,25 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def ranked_documents(retrieval: Retrieval) -> list[str]:
-    """Document paths in rank order, each once (a document may own several chunks)."""
-    seen: dict[str, None] = {}
+def _question(row: dict[str, object], number: int) -> EvalQuestion:
+    relevant = row["relevant"]
+    if isinstance(relevant, str) or not isinstance(relevant, list):
+        raise TypeError("'relevant' must be a list of paths")
+    docset = row.get("docset")
+    return EvalQuestion(
+        question=str(row["question"]),
+        relevant=frozenset(str(path) for path in relevant),
+        id=str(row.get("id") or f"line{number}"),
+        docset=None if docset is None else str(docset),
+        answer_hint=str(row.get("answer_hint") or ""),
+    )
+
+
+def ranked_documents(retrieval: Retrieval) -> list[Found]:
+    """Documents in rank order, each once (a document may own several chunks)."""
+    seen: dict[Found, None] = {}
     for passage in retrieval.passages:
-        seen.setdefault(passage.chunk.doc_path, None)
+        seen.setdefault((passage.docset, passage.chunk.doc_path), None)
     return list(seen)
 
 
@@ -103,6 +140,14 @@ def ndcg_at(ranked: Sequence[str], relevant: frozenset[str], depth: int) -> floa
     return gains / ideal
 
 
+def matching_paths(question: EvalQuestion, found: Sequence[Found]) -> list[str]:
+    """The found documents as paths, in rank order; one from another doc set than the
+    question names gets a path no ``relevant`` entry can equal."""
+    return [
+        path if question.docset in (None, docset) else f"{docset}:{path}" for docset, path in found
+    ]
+
+
 def default_modes(*, with_reranker: bool) -> list[EvalMode]:
     modes = [
         EvalMode("dense", "dense", False),
@@ -122,13 +167,20 @@ def evaluate(
     modes: Sequence[EvalMode] | None = None,
     progress: Callable[[int], None] | None = None,
     docsets: Sequence[str] | None = None,
-) -> dict[str, ModeScores]:
-    """Score every mode on every question, searching ``docsets`` (all for None);
-    returns the sums wrapped per mode."""
+) -> EvalRun:
+    """Run every mode on every question, searching ``docsets`` (all for None)."""
     modes = default_modes(with_reranker=pipeline.reranker is not None) if modes is None else modes
     depth = max(k, METRIC_DEPTH)
-    results = {mode.name: ModeScores() for mode in modes}
     served = pipeline.served(docsets)
+    run = EvalRun(
+        questions=list(questions),
+        modes=list(modes),
+        k=k,
+        docsets=tuple(each.docset.name for each in served),
+        min_rerank_score=pipeline.settings.min_rerank_score,
+        results={mode.name: [] for mode in modes},
+        setup=_setup(pipeline),
+    )
     for question in questions:
         for mode in modes:
             retrieval = pipeline.retrieve(
@@ -138,48 +190,58 @@ def evaluate(
                 rerank=mode.rerank,
                 served=served,
             )
-            _score(results[mode.name], question, retrieval, k=k, mode=mode, pipeline=pipeline)
+            result = score_question(
+                question, retrieval, k=k, rerank=mode.rerank, min_score=run.min_rerank_score
+            )
+            run.results[mode.name].append(result)
         if progress is not None:
             progress(1)
-    return results
+    return run
 
 
-def _score(
-    scores: ModeScores,
-    question: EvalQuestion,
-    retrieval: Retrieval,
-    *,
-    k: int,
-    mode: EvalMode,
-    pipeline: RagPipeline,
-) -> None:
-    if not question.relevant:
-        if mode.rerank:
-            best = retrieval.best_rerank_score
-            scores.abstain_n += 1
-            scores.abstain_correct += int(best is None or best < pipeline.settings.min_rerank_score)
-        return
-    ranked = ranked_documents(retrieval)
-    scores.n += 1
-    scores.recall += recall_at(ranked, question.relevant, k)
-    scores.mrr += reciprocal_rank(ranked, question.relevant, METRIC_DEPTH)
-    scores.ndcg += ndcg_at(ranked, question.relevant, METRIC_DEPTH)
+def score_question(
+    question: EvalQuestion, retrieval: Retrieval, *, k: int, rerank: bool, min_score: float
+) -> QuestionResult:
+    """One question's metrics and the abstain decision :meth:`RagPipeline.ask` would make:
+    with a reranker it abstains when nothing is found or the best score is below
+    ``min_score``."""
+    found = ranked_documents(retrieval)
+    best = retrieval.best_rerank_score
+    abstained = None
+    if rerank:
+        abstained = not retrieval.passages or (best is not None and best < min_score)
+    if not question.answerable:
+        return QuestionResult(tuple(found), (), None, None, None, abstained, best)
+    ranked = matching_paths(question, found)
+    return QuestionResult(
+        found=tuple(found),
+        hits=tuple(path for path in ranked[:k] if path in question.relevant),
+        recall=recall_at(ranked, question.relevant, k),
+        reciprocal_rank=reciprocal_rank(ranked, question.relevant, METRIC_DEPTH),
+        ndcg=ndcg_at(ranked, question.relevant, METRIC_DEPTH),
+        abstained=abstained,
+        best_rerank_score=best,
+    )
 
 
-def report(results: dict[str, ModeScores], *, k: int) -> dict[str, object]:
-    """The ``--json`` shape: ``{"n": ..., "modes": {"dense": {"recall@5": ...}}}``."""
-    n = max((scores.n for scores in results.values()), default=0)
-    return {"n": n, "k": k, "modes": {name: s.as_dict(k) for name, s in results.items()}}
+def _setup(pipeline: RagPipeline) -> dict[str, object]:
+    """What the figures depend on besides the questions, for the report's header."""
+    s = pipeline.settings
+    return {
+        "embed_model": pipeline.embedder.model_id,
+        "reranker": pipeline.reranker.model_id if pipeline.reranker is not None else "none",
+        "chat_model": s.llm_model if pipeline.generator is not None else "none",
+        "candidates": s.candidates,
+        "rrf_k": s.rrf_k,
+        "dense_weight": s.dense_weight,
+        "bm25_weight": s.bm25_weight,
+        "fusion_depth": s.fusion_depth,
+        "min_rerank_score": s.min_rerank_score,
+    }
 
 
-def format_table(results: dict[str, ModeScores], *, k: int) -> str:
-    header = f"{'mode':<15} {'recall@' + str(k):>9} {'mrr@10':>8} {'ndcg@10':>8} {'abstain':>8}"
-    lines = [header, "-" * len(header)]
-    for name, scores in results.items():
-        row = scores.as_dict(k)
-        abstain = row.get("abstain_accuracy")
-        lines.append(
-            f"{name:<15} {row[f'recall@{k}']:>9.3f} {row['mrr@10']:>8.3f} "
-            f"{row['ndcg@10']:>8.3f} {'-' if abstain is None else f'{abstain:.3f}':>8}"
-        )
-    return "\n".join(lines)
+def report(run: EvalRun, *, k: int | None = None) -> dict[str, object]:
+    """The ``--json`` shape (see :func:`rag_core.eval_summary.build_report`)."""
+    if k is not None and k != run.k:
+        raise ValueError(f"the run was scored at k={run.k}, not {k}")
+    return build_report(run)

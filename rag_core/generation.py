@@ -6,9 +6,8 @@ loop (exponential backoff with jitter, honouring ``Retry-After`` and
 HTTP 408, 409, 429 or 5xx. :class:`ChatGenerator` turns what is left after
 those retries into a one-line :class:`~rag_core.errors.GenerationError`.
 
-When no model is configured, :func:`extractive_answer` quotes the best passages
-instead; :func:`not_covered_answer` is the reply when retrieval found nothing
-good enough to answer from.
+When no model is configured, :mod:`rag_core.offline_answers` quotes the best
+passages instead.
 """
 
 from __future__ import annotations
@@ -16,27 +15,28 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from rag_core.citations import citation_for, extract_citations
+from rag_core.citations import extract_citations
 from rag_core.errors import ConfigError, GenerationError, InputError
+from rag_core.offline_answers import GeneratedAnswer
 from rag_core.prompts import Message, answer_messages, condense_messages
-from rag_core.types import Citation, ScoredChunk, Turn
+from rag_core.query_translation import (
+    TRANSLATE_MAX_TOKENS,
+    clean_translation,
+    translation_messages,
+)
+from rag_core.types import ScoredChunk, Turn
 
 __all__ = [
     "BUSY_MESSAGE",
-    "EXTRACTIVE_LABEL",
-    "NOT_COVERED_TEXT",
     "ChatGenerator",
     "GeneratedAnswer",
     "build_openai_client",
     "extract_citations",
-    "extractive_answer",
-    "not_covered_answer",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,11 @@ LOCAL_API_KEY = "not-needed"
 """Sent when only a base URL is set: local OpenAI-compatible servers ignore the key."""
 
 BUSY_MESSAGE = "The answer service is busy; try again in a minute."
-EXTRACTIVE_LABEL = (
-    "No language model is configured, so here are the most relevant passages from the docs:"
-)
-NOT_COVERED_TEXT = "The docs don't seem to cover this."
 CONDENSE_MAX_TOKENS = 200
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9*_.\-]{4,}")
-_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "。", "！", "？")
 
 
 def build_openai_client(
@@ -89,15 +84,6 @@ def build_openai_client(
         timeout=timeout_s,
         max_retries=max_retries,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratedAnswer:
-    """Answer text whose ``[n]`` markers match ``citations[n-1]`` and ``passages[n-1]``."""
-
-    text: str
-    citations: list[Citation]
-    passages: list[ScoredChunk]
 
 
 class ChatGenerator:
@@ -181,6 +167,16 @@ class ChatGenerator:
         messages = condense_messages(question, history)
         reply = self._complete(messages, temperature=0.0, max_tokens=CONDENSE_MAX_TOKENS)
         return _clean_rewrite(reply) or question
+
+    def translate_query(self, question: str, language: str) -> str:
+        """``question`` rewritten into ``language`` for searching docs written in it
+        (code and identifiers kept as written); one short request at temperature 0.
+        An empty reply gives ``""``. Raises :class:`GenerationError`."""
+        if not question.strip():
+            raise InputError("The question is empty.")
+        messages = translation_messages(question, language)
+        reply = self._complete(messages, temperature=0.0, max_tokens=TRANSLATE_MAX_TOKENS)
+        return clean_translation(reply)
 
     def _complete(self, messages: list[Message], *, temperature: float, max_tokens: int) -> str:
         """One chat completion; the reply text with any leading ``<think>`` block removed."""
@@ -345,44 +341,6 @@ class ThinkingFilter:
         return held.lstrip() if visible else ""
 
 
-def extractive_answer(
-    question: str,
-    passages: Sequence[ScoredChunk],
-    *,
-    max_passages: int = 3,
-    max_chars: int = 700,
-) -> GeneratedAnswer:
-    """The best passages quoted as they are, for when no language model is configured.
-
-    The first line says so; each of the first ``max_passages`` passages follows as
-    a ``[n] title`` line and a Markdown quote cut near ``max_chars`` characters at a
-    line or sentence end. With no passages this is :func:`not_covered_answer`.
-    """
-    if max_passages < 1 or max_chars < 1:
-        raise InputError("max_passages and max_chars must both be at least 1.")
-    chosen = list(passages[:max_passages])
-    if not chosen:
-        return not_covered_answer(question, ())
-    sections = [EXTRACTIVE_LABEL]
-    for number, passage in enumerate(chosen, start=1):
-        chunk = passage.chunk
-        label = chunk.title or chunk.doc_path
-        if chunk.heading and chunk.heading != chunk.title:
-            label = f"{label} — {chunk.heading}"
-        sections.append(f"**[{number}] {label}**\n{_quote(_excerpt(chunk.text, max_chars))}")
-    citations = [citation_for(passage, n) for n, passage in enumerate(chosen, start=1)]
-    return GeneratedAnswer(text="\n\n".join(sections), citations=citations, passages=chosen)
-
-
-def not_covered_answer(question: str, closest: Sequence[ScoredChunk]) -> GeneratedAnswer:
-    """Says the docs don't cover ``question``; the ``closest`` passages become its sources."""
-    text = NOT_COVERED_TEXT
-    if closest:
-        text += " The closest matches are listed below."
-    citations = [citation_for(passage, n) for n, passage in enumerate(closest, start=1)]
-    return GeneratedAnswer(text=text, citations=citations, passages=list(closest))
-
-
 def _clean_rewrite(reply: str) -> str:
     """The first non-empty line of a rewrite, without a label or surrounding quotes."""
     line = next((line.strip() for line in reply.splitlines() if line.strip()), "")
@@ -403,23 +361,3 @@ def _summarise(error: openai.APIError, *, secret: str) -> str:
     if len(message) > 200:
         message = message[:199].rstrip() + "…"
     return message if message.endswith((".", "!", "?", "…")) else f"{message}."
-
-
-def _excerpt(text: str, max_chars: int) -> str:
-    """``text`` cut at the last line or sentence end before ``max_chars``, marked with ``…``."""
-    text = text.strip()
-    if len(text) <= max_chars:
-        return text
-    window = text[: max_chars + 1]
-    cut = max(window.rfind("\n"), *(window.rfind(end) + 1 for end in _SENTENCE_ENDS))
-    if cut < max_chars // 2:
-        cut = window.rfind(" ")
-    if cut < max_chars // 2:
-        cut = max_chars
-    excerpt = text[:cut].rstrip() + " …"
-    fences = sum(1 for line in excerpt.splitlines() if line.lstrip().startswith(("```", "~~~")))
-    return excerpt + "\n```" if fences % 2 else excerpt
-
-
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())

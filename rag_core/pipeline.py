@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag_core.cache import AnswerCache, QueryEmbeddingCache
+from rag_core.cache import AnswerCache, QueryEmbeddingCache, TranslationCache
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
-from rag_core.errors import IndexMismatchError, IndexNotFoundError, InputError, RagbotError
-from rag_core.generation import (
-    ChatGenerator,
-    GeneratedAnswer,
-    TextSink,
-    extractive_answer,
-    not_covered_answer,
+from rag_core.errors import (
+    GenerationError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    InputError,
+    RagbotError,
 )
+from rag_core.generation import ChatGenerator, TextSink
+from rag_core.model_revision import model_identity
+from rag_core.offline_answers import GeneratedAnswer, extractive_answer, not_covered_answer
+from rag_core.query_plan import SearchQuery, fusion_of, needs_translation, plan_query
 from rag_core.questions import validate_question
 from rag_core.settings import SearchMode, Settings
 from rag_core.store import IndexInfo, MilvusStore
@@ -46,6 +49,7 @@ class Retrieval:
     passages: list[ScoredChunk]
     reranked: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query: SearchQuery | None = None  # what each leg searched with, and how they were fused
 
     @property
     def best_rerank_score(self) -> float | None:
@@ -94,6 +98,7 @@ class RagPipeline:
         generator: ChatGenerator | None = None,
         query_cache: QueryEmbeddingCache | None = None,
         answer_cache: AnswerCache | None = None,
+        translation_cache: TranslationCache | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -102,12 +107,17 @@ class RagPipeline:
         self.generator = generator
         self.query_cache = query_cache
         self.answer_cache = answer_cache
+        self.translation_cache = (
+            TranslationCache() if translation_cache is None else translation_cache
+        )
 
     # -- stages -----------------------------------------------------------------
 
     def embed_query(self, question: str) -> np.ndarray:
-        """One L2-normalised query vector, served from the cache when possible."""
-        key = (self.embedder.model_id, self.embedder.dim, self.embedder.instruction, question)
+        """One L2-normalised query vector, served from the cache when possible (keyed by
+        the model's revision too, so another snapshot never gets the old one's vectors)."""
+        model = model_identity(self.embedder.model_id, self.embedder.revision)
+        key = (model, self.embedder.dim, self.embedder.instruction, question)
         if self.query_cache is not None:
             cached = self.query_cache.get(*key)
             if cached is not None:
@@ -121,13 +131,17 @@ class RagPipeline:
         """The doc sets named (all for None) whose index can be searched with this
         embedder. A doc set with nothing indexed, or indexed with another model, is left
         out (and logged) so the others still answer; when none is left, its error is
-        raised."""
+        raised. What each index is comes from the store's recent check when there is one
+        (``RAGBOT_INDEX_CHECK_S``), so a question usually costs Milvus only its search."""
         served: list[Served] = []
         errors: list[RagbotError] = []
         for docset, store in self.stores.select(docsets):
             try:
                 info = store.check_compatible(
-                    embed_model=self.embedder.model_id, dim=self.embedder.dim
+                    embed_model=self.embedder.model_id,
+                    dim=self.embedder.dim,
+                    embed_revision=self.embedder.revision,
+                    cached=True,
                 )
             except (IndexNotFoundError, IndexMismatchError) as error:
                 log.warning("doc set %s left out: %s", docset.name, error)
@@ -170,23 +184,29 @@ class RagPipeline:
             raise InputError("Reranking was asked for but no reranker is configured.")
         searched = self.served(docsets) if served is None else served
         timings: dict[str, float] = {}
+        query = self.search_query(question, timings)
         vector = None
         if mode != "bm25":
             with _timed(timings, "embed"):
-                vector = self.embed_query(question)
+                vector = self.embed_query(query.dense_text)
         with _timed(timings, "search"):
             lists = [
                 [
                     dataclasses.replace(hit, docset=each.docset.name)
                     for hit in each.store.search(
-                        query_vector=vector, query_text=question, mode=mode, limit=candidates
+                        query_vector=vector,
+                        query_text=query.bm25_text,
+                        mode=mode,
+                        limit=candidates,
+                        fusion=query.fusion,
                     )
                 ]
                 for each in searched
+                if mode != "bm25" or query.bm25_text.strip()
             ]
             found = merge_fairly(lists, candidates)
         if not use_reranker or not found:
-            return Retrieval(question, found, found[:top_n], False, timings)
+            return Retrieval(question, found, found[:top_n], False, timings, query)
         assert self.reranker is not None
         if on_stage is not None:
             on_stage("rerank", len(found))
@@ -196,7 +216,42 @@ class RagPipeline:
             dataclasses.replace(c, rerank_score=s) for c, s in zip(found, scores, strict=True)
         ]
         rescored.sort(key=lambda c: c.rerank_score or 0.0, reverse=True)
-        return Retrieval(question, found, rescored[:top_n], True, timings)
+        return Retrieval(question, found, rescored[:top_n], True, timings, query)
+
+    def search_query(self, question: str, timings: dict[str, float] | None = None) -> SearchQuery:
+        """How ``question`` is searched (see :mod:`rag_core.query_plan`): with a chat
+        model, a question not in the docs' language is translated first (timed as
+        ``translate``; cached; a failed translation searches the question as it is)."""
+        s = self.settings
+        translation = None
+        if (
+            self.generator is not None
+            and s.translate_questions
+            and needs_translation(question, s.docs_language)
+        ):
+            with _timed({} if timings is None else timings, "translate"):
+                translation = self._translation(question)
+        return plan_query(
+            question,
+            docs_language=s.docs_language,
+            fusion=fusion_of(s),
+            foreign_bm25_weight=s.foreign_bm25_weight,
+            translation=translation,
+        )
+
+    def _translation(self, question: str) -> str | None:
+        assert self.generator is not None
+        model, language = self.generator.model, self.settings.docs_language
+        cached = self.translation_cache.get(model, language, question)
+        if cached is not None:
+            return cached
+        try:
+            translated = self.generator.translate_query(question, language)
+        except GenerationError as error:
+            log.warning("searching the question untranslated: %s", error)
+            return None
+        self.translation_cache.put(model, language, question, translated)
+        return translated
 
     def standalone_question(self, question: str, history: Sequence[Turn]) -> str:
         """Rewrite a follow-up so it can be searched on its own."""
@@ -274,6 +329,8 @@ class RagPipeline:
         return "|".join(
             [self.embedder.model_id, str(self.embedder.dim), reranker, llm, s.search_mode]
             + [str(v) for v in (s.candidates, s.top_n, s.min_rerank_score)]
+            + [str(v) for v in (s.rrf_k, s.dense_weight, s.bm25_weight, s.fusion_depth)]
+            + [str(v) for v in (s.foreign_bm25_weight, s.docs_language, s.translate_questions)]
         )
 
     def _cached_answer(

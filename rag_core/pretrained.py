@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,8 +10,19 @@ from transformers import AutoTokenizer
 
 from rag_core.devices import locate_model
 from rag_core.errors import ModelLoadError
+from rag_core.model_revision import model_revision
 
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+@dataclass(frozen=True, slots=True)
+class Pretrained:
+    """A loaded tokenizer and model, and the revision of the files they came from
+    (see :func:`rag_core.model_revision.model_revision`)."""
+
+    tokenizer: Any
+    model: Any
+    revision: str
 
 
 def load_error(kind: str, model: str, error: BaseException, *, hint: str) -> ModelLoadError:
@@ -25,14 +37,33 @@ def load_pretrained(
 ) -> tuple[Any, Any]:
     """The tokenizer and model (``model_class.from_pretrained``) of ``name``, offline when
     its files are only in the local cache."""
-    source = locate_model(name, hint=hint)
+    loaded = load_pretrained_revision(model_class, name, kind=kind, hint=hint, dtype=dtype)
+    return loaded.tokenizer, loaded.model
+
+
+def load_pretrained_revision(
+    model_class: Any,
+    name: str,
+    *,
+    kind: str,
+    hint: str,
+    dtype: torch.dtype,
+    revision: str | None = None,
+) -> Pretrained:
+    """:func:`load_pretrained` at the hub ``revision`` (a branch, tag or commit; None:
+    the default branch; ignored for a folder), telling which revision was loaded."""
+    source = locate_model(name, hint=hint, revision=revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            source.location, local_files_only=source.local_files_only
+            source.location, local_files_only=source.local_files_only, revision=source.revision
         )
         model = model_class.from_pretrained(
-            source.location, dtype=dtype, local_files_only=source.local_files_only
+            source.location,
+            dtype=dtype,
+            local_files_only=source.local_files_only,
+            revision=source.revision,
         )
+        loaded = model_revision(source)  # after the load, which may move the hub ref
     except LOAD_ERRORS as error:
         raise load_error(kind, name, error, hint=hint) from error
-    return tokenizer, model
+    return Pretrained(tokenizer=tokenizer, model=model, revision=loaded)

@@ -5,6 +5,11 @@ and ``<Query>:``. Their keys and values do not depend on what follows, so they a
 computed once per instruction and handed to each batch as a ready-made cache; each
 pair then costs only its own query and document tokens.
 
+What it costs: each layer concatenates the opening's keys and values with the
+batch's, about 1% of a pass on the CPU, against the opening's share of every prompt
+saved (60 tokens: 10% of a prompt with a 500-token passage, 16% with 250 tokens).
+The mask is built once per pass and the CPU's SDPA keeps its fused kernel with it.
+
 The cache is a ``DynamicCache`` whose ``update`` is replaced, so it relies on what
 transformers calls on a cache during a forward pass: ``_OpeningCache.FORWARD_CALLS``
 lists those calls (the cache methods a decoder layer and the mask builder use). A

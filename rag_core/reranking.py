@@ -9,7 +9,7 @@ ever materialising logits over the ~150k-token vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -24,7 +24,8 @@ from rag_core.prompt_opening import (
     compute_opening,
 )
 from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
-from rag_core.types import RerankResult
+from rag_core.token_batches import token_bounded_batches
+from rag_core.types import RerankResult, ranked_results
 
 RERANK_MODEL_HINT = (
     "set RAGBOT_RERANK_MODEL to a Hugging Face model id, a local folder holding the model, "
@@ -135,13 +136,31 @@ class Qwen3Reranker:
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[float]:
         """Probability in [0, 1] that each document answers ``query``, in input order."""
-        if not documents:
-            return []
+        return self.score_pairs(
+            [(query, document) for document in documents], instruction=instruction
+        )
+
+    def score_pairs(
+        self, pairs: Sequence[tuple[str, str]], *, instruction: str | None = None
+    ) -> list[float]:
+        """:meth:`score` for the candidates of several queries at once, in input order:
+        their prompts share the token-bounded batches (a worker serving several questions
+        at once scores them so). Consecutive pairs of one query are tokenized together."""
         instruction = self._instruction if instruction is None else instruction
-        rows = self.build_inputs(query, documents, instruction=instruction)
-        opening = self._opening(instruction)
+        rows: list[list[int]] = []
+        start = 0
+        while start < len(pairs):
+            query, end = pairs[start][0], start + 1
+            while end < len(pairs) and pairs[end][0] == query:
+                end += 1
+            documents = [document for _, document in pairs[start:end]]
+            rows += self.build_inputs(query, documents, instruction=instruction)
+            start = end
         scores = [0.0] * len(rows)
-        for batch in _token_bounded_batches([len(row) for row in rows], self._batch_tokens):
+        if not rows:
+            return scores
+        opening = self._opening(instruction)
+        for batch in token_bounded_batches([len(row) for row in rows], self._batch_tokens):
             values = self._score_batch([rows[i] for i in batch], opening)
             for index, value in zip(batch, values, strict=True):
                 scores[index] = value
@@ -156,11 +175,9 @@ class Qwen3Reranker:
         instruction: str | None = None,
     ) -> list[RerankResult]:
         """Documents with their scores, best first; at most ``top_k`` when given."""
-        scores = self.score(query, documents, instruction=instruction)
-        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        if top_k is not None:
-            ranked = ranked[: max(top_k, 0)]
-        return [RerankResult(index=i, score=scores[i], document=documents[i]) for i in ranked]
+        return ranked_results(
+            documents, self.score(query, documents, instruction=instruction), top_k
+        )
 
     def build_inputs(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
@@ -248,16 +265,3 @@ def load_reranker(
         batch_tokens=batch_tokens,
         dtype=dtype,
     )
-
-
-def _token_bounded_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
-    """Indices, longest first, grouped so ``longest × count <= batch_tokens`` (min. one each)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for index in order:
-        if batch and lengths[batch[0]] * (len(batch) + 1) > batch_tokens:
-            yield batch
-            batch = []
-        batch.append(index)
-    if batch:
-        yield batch

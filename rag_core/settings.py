@@ -42,11 +42,20 @@ class Settings(BaseSettings):
 
     # Models
     embed_model: str = DEFAULT_EMBED_MODEL
+    embed_revision: str = Field(
+        default="",
+        description="Hub branch, tag or commit of the embedder; empty: the default branch.",
+    )
     embed_dim: int | None = Field(
         default=None, ge=8, description="Matryoshka output size; empty keeps the model's own."
     )
     embed_instruction: str = DEFAULT_QUERY_INSTRUCTION
-    embed_batch_size: int = Field(default=32, ge=1)
+    embed_batch_size: int = Field(
+        default=256, ge=1, description="Most texts per embedding forward pass."
+    )
+    embed_batch_tokens: int = Field(
+        default=16384, ge=256, description="Padded tokens per embedding forward pass."
+    )
     embed_max_length: int = Field(default=8192, ge=16)
     rerank_model: str = DEFAULT_RERANK_MODEL
     rerank_instruction: str = DEFAULT_RERANK_INSTRUCTION
@@ -56,11 +65,23 @@ class Settings(BaseSettings):
     )
     device: DeviceName = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="How long a model call waits for other questions' calls to join its batch.",
+    )
 
     # Milvus
     milvus_uri: str = "./ragbot_data/milvus.db"
     milvus_token: str = ""
     collection: str = Field(default="ragbot_docs", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    index_check_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a question trusts the last check of what is published; 0: check "
+        "every question.",
+    )
 
     # Doc sets
     config: Path | None = Field(
@@ -82,6 +103,11 @@ class Settings(BaseSettings):
     source_base_url: str = ""
     chunk_tokens: int = Field(default=512, ge=32)
     chunk_overlap: int = Field(default=64, ge=0)
+    bm25_analyzer: Literal["auto", "english", "standard"] = Field(
+        default="auto",
+        description="BM25 analyzer of new builds; auto: english for English docs where "
+        "Milvus has it, else standard.",
+    )
 
     # Retrieval
     search_mode: SearchMode = "hybrid"
@@ -89,6 +115,29 @@ class Settings(BaseSettings):
     top_n: int = Field(default=5, ge=1, le=50)
     min_rerank_score: float = Field(default=0.25, ge=0.0, le=1.0)
     max_question_chars: int = Field(default=4000, ge=16)
+    rrf_k: float = Field(
+        default=60.0, gt=0, le=16384, description="Reciprocal rank fusion k: higher flattens ranks."
+    )
+    dense_weight: float = Field(default=1.0, ge=0, description="Weight of the dense leg in RRF.")
+    bm25_weight: float = Field(default=0.3, ge=0, description="Weight of the BM25 leg in RRF.")
+    fusion_depth: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Each hybrid leg fetches this many times the candidates before fusing.",
+    )
+    foreign_bm25_weight: float = Field(
+        default=1.5,
+        ge=0,
+        description="BM25 leg weight for a question not in the docs' language that was not "
+        "translated (no chat model): its words mostly miss the docs' words.",
+    )
+    docs_language: str = Field(
+        default="English",
+        min_length=2,
+        description="Language the docs are written in; questions in others are translated "
+        "to it for retrieval when a chat model is set.",
+    )
 
     # Generation
     llm_model: str = "gpt-4o-mini"
@@ -99,6 +148,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     llm_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    translate_questions: bool = Field(
+        default=True,
+        description="With a chat model, search a question not in the docs' language with "
+        "its translation too (one short, cached call).",
+    )
 
     _docsets: tuple[DocSet, ...] = PrivateAttr(default=())
 
@@ -111,6 +165,14 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_none(cls, value: str) -> str:
         return "" if value.strip().lower() in {"", "none", "off", "false"} else value.strip()
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> Settings:
+        if not (self.dense_weight or self.bm25_weight):
+            raise ValueError("RAGBOT_DENSE_WEIGHT and RAGBOT_BM25_WEIGHT cannot both be 0")
+        if not (self.dense_weight or self.foreign_bm25_weight):
+            raise ValueError("RAGBOT_DENSE_WEIGHT and RAGBOT_FOREIGN_BM25_WEIGHT cannot both be 0")
+        return self
 
     @model_validator(mode="after")
     def _check_overlap(self) -> Settings:

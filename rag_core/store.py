@@ -11,49 +11,41 @@ standalone or cluster (``http(s)://`` or ``tcp://``) alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
 
 import grpc
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
+from rag_core import store_scan as scan
 from rag_core import store_schema as rows
+from rag_core.analyzers import AnalyzerChooser, AnalyzerSetting
 from rag_core.errors import (
     ConfigError,
-    IndexMismatchError,
     IndexNotFoundError,
     InputError,
     StoreUnavailableError,
 )
+from rag_core.index_info import (
+    IndexInfo,
+    check_built_with,
+    info_from_properties,
+    warn_unrecorded_revision,
+)
+from rag_core.index_state import IndexState
+from rag_core.milvus_client import open_client
 from rag_core.settings import SearchMode
 from rag_core.store_errors import is_not_found, is_not_loaded, reason
-from rag_core.store_search import check_query, run_search
+from rag_core.store_search import Fusion, check_query, run_search
 from rag_core.types import Chunk, ScoredChunk
 
 log = logging.getLogger(__name__)
-
-_REMOTE_SCHEMES = ("http", "https", "tcp", "unix")
-
-
-@dataclass(frozen=True, slots=True)
-class IndexInfo:
-    """What is being served behind the alias, and how it was built."""
-
-    version: str  # the collection name behind the alias
-    embed_model: str
-    embed_dim: int
-    created_at: datetime | None  # UTC; None for a collection this project did not create
-    chunk_count: int
-    source_digest: str = ""  # see Indexer.source_digest; "" when unknown
-    revision: str = ""  # the git commit it was built from; "" for other sources
-    revision_at: datetime | None = None  # that commit's date (UTC)
 
 
 class MilvusStore:
@@ -62,7 +54,9 @@ class MilvusStore:
     The client is created once (see :meth:`connect`) and shared; every request has a
     deadline of ``request_timeout_s`` seconds, so a vanished server fails quickly with
     :class:`StoreUnavailableError` instead of hanging. ``batch_size`` rows travel per
-    insert, per page of a scan and per ``in [...]`` lookup.
+    insert, ``scan_rows`` per page of a scan (see :mod:`rag_core.store_scan`). What is
+    published is remembered for ``index_check_s`` seconds between questions (see
+    :mod:`rag_core.index_state`).
     """
 
     def __init__(
@@ -73,28 +67,47 @@ class MilvusStore:
         uri: str = "",
         request_timeout_s: float = 60.0,
         batch_size: int = 256,
+        scan_rows: int = 1024,
+        index_check_s: float = 0.0,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", collection):
             raise ConfigError(
                 f"Collection name {collection!r} is invalid: use letters, digits and "
                 "underscores, starting with a letter or underscore."
             )
-        if request_timeout_s <= 0 or batch_size < 1:
-            raise ConfigError("request_timeout_s must be positive and batch_size at least 1.")
+        if request_timeout_s <= 0 or min(batch_size, scan_rows) < 1 or index_check_s < 0:
+            raise ConfigError(
+                "request_timeout_s must be positive, batch_size and scan_rows at least 1 "
+                "and index_check_s not negative."
+            )
         self._client = client
         self._alias = collection
         self._uri = uri or "the configured Milvus"
         self._timeout = request_timeout_s
         self._batch_size = batch_size
+        self._scan_rows = scan_rows
+        self._analyzers = AnalyzerChooser(client, timeout=request_timeout_s)
+        self._state = IndexState(index_check_s)
+        self._expected: dict[str, Any] | None = None  # what the last check asked for
+        self._unrecorded_warned: set[str] = set()  # versions without a model revision
 
     @classmethod
     def connect(
-        cls, uri: str, *, token: str = "", collection: str, timeout_s: float = 10
+        cls,
+        uri: str,
+        *,
+        token: str = "",
+        collection: str,
+        timeout_s: float = 10,
+        index_check_s: float = 0.0,
     ) -> MilvusStore:
         """Open Milvus at ``uri`` (see :func:`open_client`) and load ``collection``'s
         published version."""
         store = cls(
-            open_client(uri, token=token, timeout_s=timeout_s), collection=collection, uri=uri
+            open_client(uri, token=token, timeout_s=timeout_s),
+            collection=collection,
+            uri=uri,
+            index_check_s=index_check_s,
         )
         store.load_published()
         return store
@@ -125,40 +138,37 @@ class MilvusStore:
                 return None
             described = self._client.describe_collection(version, timeout=self._timeout)
             counted = self._count_rows(version)
-        props = described.get("properties") or {}
-        created = props.get(rows.PROP_CREATED_AT, "")
-        revision_at = props.get(rows.PROP_REVISION_AT, "")
-        return IndexInfo(
-            version=version,
-            embed_model=props.get(rows.PROP_EMBED_MODEL, ""),
-            embed_dim=int(props.get(rows.PROP_EMBED_DIM, "0") or 0),
-            created_at=datetime.fromisoformat(created) if created else None,
-            chunk_count=counted,
-            source_digest=props.get(rows.PROP_SOURCE_DIGEST, ""),
-            revision=props.get(rows.PROP_REVISION, ""),
-            revision_at=datetime.fromisoformat(revision_at) if revision_at else None,
-        )
+        return info_from_properties(version, described.get("properties") or {}, counted)
 
-    def check_compatible(self, *, embed_model: str, dim: int) -> IndexInfo:
-        """The published index, if it was built with this model and dimension.
+    def check_compatible(
+        self, *, embed_model: str, dim: int, embed_revision: str = "", cached: bool = False
+    ) -> IndexInfo:
+        """The published index, if it was built with this model, revision and dimension.
 
-        Raises :class:`IndexNotFoundError` when nothing is indexed and
+        ``embed_revision`` (see :mod:`rag_core.model_revision`) must equal the one the
+        index recorded; an index that recorded none (built before revisions were kept),
+        or an embedder that cannot tell (``""``), is served with a warning.
+
+        ``cached``: accept what was read within the last ``index_check_s`` seconds (the
+        question path); otherwise Milvus is read (a build). Searches then go to the
+        version found. Raises :class:`IndexNotFoundError` when nothing is indexed and
         :class:`IndexMismatchError` (naming both builds and the fixes) otherwise.
         """
-        info = self.index_info()
+        self._expected = {"embed_model": embed_model, "dim": dim, "embed_revision": embed_revision}
+        if cached:
+            info = self._state.current(self._read_published_version, self.index_info)
+        else:
+            info = self._state.refresh(self.index_info)
         if info is None:
             raise IndexNotFoundError(
                 f"Nothing is indexed yet in collection {self._alias}; run `ragbot index PATH`."
             )
-        if (info.embed_model, info.embed_dim) != (embed_model, dim):
-            raise IndexMismatchError(
-                f"Collection {self._alias} was indexed with "
-                f"{info.embed_model or 'an unknown model'} (dim {info.embed_dim}) "
-                f"but the embedder is now {embed_model} (dim {dim}); "
-                "re-index with `ragbot index PATH --recreate`, or set "
-                f"RAGBOT_EMBED_MODEL={info.embed_model} and RAGBOT_EMBED_DIM={info.embed_dim} "
-                "back to what the index was built with."
-            )
+        check_built_with(
+            info, self._alias, embed_model=embed_model, dim=dim, embed_revision=embed_revision
+        )
+        if not info.embed_revision and info.version not in self._unrecorded_warned:
+            self._unrecorded_warned.add(info.version)
+            warn_unrecorded_revision(info, self._alias)
         return info
 
     # -- building a version -----------------------------------------------------------
@@ -171,21 +181,28 @@ class MilvusStore:
         source_digest: str = "",
         revision: str = "",
         revision_at: datetime | None = None,
+        embed_revision: str = "",
+        analyzer: AnalyzerSetting = "auto",
+        docs_language: str = "English",
     ) -> str:
         """Create an empty, loaded collection for a new build; returns its name.
 
         It stays invisible to searches until :meth:`publish`. ``source_digest`` records
         what it is built from, so an unchanged corpus can be recognised next time;
-        ``revision`` and ``revision_at`` the git commit, so a refresh can diff from it.
+        ``revision`` and ``revision_at`` the git commit, so a refresh can diff from it;
+        ``embed_revision`` the model's files, so another snapshot of it is refused.
+        ``analyzer`` chooses BM25's analyzer for docs in ``docs_language`` (see
+        :mod:`rag_core.analyzers`; ``auto`` asks the server once); the choice is recorded.
         """
         if dim < 1:
             raise InputError(f"The embedding dimension must be positive, not {dim}.")
         now = datetime.now(UTC)
         version = rows.new_version_name(self._alias, now)
         with self._errors(f"create collection {version}"):
+            chosen = self._analyzers.choose(analyzer, docs_language=docs_language)
             self._client.create_collection(
                 version,
-                schema=rows.build_schema(dim),
+                schema=rows.build_schema(dim, analyzer=chosen),
                 properties=rows.collection_properties(
                     embed_model=embed_model,
                     dim=dim,
@@ -193,6 +210,8 @@ class MilvusStore:
                     source_digest=source_digest,
                     revision=revision,
                     revision_at=revision_at,
+                    embed_revision=embed_revision,
+                    analyzer=chosen,
                 ),
                 timeout=self._timeout,
             )
@@ -201,7 +220,9 @@ class MilvusStore:
                 version, rows.build_index_params(), timeout=self._timeout, sync=False
             )
             self._client.load_collection(version, timeout=self._timeout)
-        log.info("created index version %s (%s, dim %d)", version, embed_model, dim)
+        log.info(
+            "created index version %s (%s, dim %d, %s analyzer)", version, embed_model, dim, chosen
+        )
         return version
 
     def insert(self, version: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
@@ -236,46 +257,41 @@ class MilvusStore:
                 paths.update(row[rows.DOC_PATH] for row in page)
         return len(paths)
 
-    def vectors_for_hashes(self, version: str, hashes: Collection[str]) -> dict[str, np.ndarray]:
-        """Content hash -> stored dense vector (float32) for the hashes ``version`` holds.
+    def stored_vectors(
+        self, version: str, hashes: Collection[str]
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """``(content hash, stored dense vector)`` for each of ``hashes`` that ``version``
+        holds, in one pass over it (see :func:`rag_core.store_scan.stored_vectors`).
 
         Lets an unchanged chunk keep its embedding instead of being embedded again.
         """
-        wanted = sorted(set(hashes))
-        found: dict[str, np.ndarray] = {}
-        if wanted:
-            with self._errors(f"load {version}"):
-                self._client.load_collection(version, timeout=self._timeout)
-        for start in range(0, len(wanted), self._batch_size):
-            expression = rows.hash_filter(wanted[start : start + self._batch_size])
-            with self._errors(f"read vectors from {version}"):
-                page = self._client.query(
-                    version,
-                    filter=expression,
-                    output_fields=[rows.CONTENT_HASH, rows.DENSE],
-                    timeout=self._timeout,
-                )
-            for row in page:
-                found[row[rows.CONTENT_HASH]] = np.asarray(row[rows.DENSE], dtype=np.float32)
-        return found
+        rows.check_hashes(hashes)
+        with self._errors(f"read vectors from {version}"):
+            yield from scan.stored_vectors(
+                self._client, version, hashes, rows_per_page=self._scan_rows, timeout=self._timeout
+            )
+
+    def vectors_for_hashes(self, version: str, hashes: Collection[str]) -> dict[str, np.ndarray]:
+        """Content hash -> stored dense vector (float32) for the hashes ``version`` holds."""
+        return dict(self.stored_vectors(version, set(hashes)))
 
     def copy_rows(self, source: str, target: str, *, skip_paths: Collection[str]) -> int:
         """Copy every row of version ``source`` into ``target``, vectors included, except
         the rows of documents in ``skip_paths``; returns how many were copied. BM25 vectors
         are rebuilt by Milvus from the text on insert."""
-        skipped = set(skip_paths)
         copied = 0
-        fields = [rows.ID, rows.TEXT, rows.DENSE, *rows.METADATA_FIELDS]
         with self._errors(f"copy rows from {source}"):
-            for page in self._pages(source, fields):
-                kept = [
-                    {name: row[name] for name in fields}
-                    for row in page
-                    if row[rows.DOC_PATH] not in skipped
-                ]
-                if kept:
-                    self._client.insert(target, kept, timeout=self._timeout)
-                    copied += len(kept)
+            for kept in scan.rows_to_copy(
+                self._client,
+                source,
+                skip_paths,
+                rows_per_page=self._scan_rows,
+                timeout=self._timeout,
+            ):
+                for start in range(0, len(kept), self._batch_size):
+                    batch = kept[start : start + self._batch_size]
+                    self._client.insert(target, batch, timeout=self._timeout)
+                copied += len(kept)
         return copied
 
     def publish(self, version: str) -> str | None:
@@ -295,6 +311,7 @@ class MilvusStore:
                 self._client.create_alias(version, self._alias, timeout=self._timeout)
             else:
                 self._client.alter_alias(version, self._alias, timeout=self._timeout)
+        self._state.invalidate()
         log.info("published index version %s (replacing %s)", version, previous)
         if previous is None or previous == version:
             return None
@@ -337,30 +354,47 @@ class MilvusStore:
         query_text: str,
         mode: SearchMode,
         limit: int,
+        fusion: Fusion | None = None,
     ) -> list[ScoredChunk]:
         """The best ``limit`` chunks of the published index, best first.
 
-        ``hybrid`` fuses a dense and a BM25 candidate list of ``limit`` each with
-        reciprocal rank fusion (k=60); ``dense`` ranks by inner product; ``bm25`` by
-        BM25 on the text. Scores are those of the mode.
+        ``hybrid`` fuses a dense and a BM25 candidate list with weighted reciprocal
+        rank fusion as ``fusion`` says (default: equal weights, k=60, lists of
+        ``limit``; see :func:`~rag_core.store_search.run_search`); ``dense`` ranks by
+        inner product; ``bm25`` by BM25 on the text. Scores are those of the mode.
+
+        The version the last :meth:`check_compatible` found is searched (the alias when
+        there was none), so results and the version answers are cached under agree. When
+        another publish dropped it, the index is checked again as last asked (a mismatch
+        is refused) and searched once more.
         """
         check_query(query_vector, query_text, mode, limit)
+        search = functools.partial(
+            run_search,
+            self._client,
+            vector=query_vector,
+            text=query_text,
+            mode=mode,
+            limit=limit,
+            timeout=self._timeout,
+            fusion=fusion,
+        )
+        target = self._state.version or self._alias
         try:
-            return self._search_once(query_vector, query_text, mode, limit)
+            return search(target)
         except grpc.RpcError as error:
             raise self._unavailable("search", error) from error
         except MilvusException as error:
             if is_not_loaded(error):
-                return self._load_and_search(query_vector, query_text, mode, limit)
+                self._load(target)
+                with self._errors("search"):
+                    return search(target)
             if not is_not_found(error):
                 raise self._unavailable("search", error) from error
+        self._state.invalidate()
+        target = self._recheck()
         with self._errors("search"):
-            if self._published_version() is None:
-                raise IndexNotFoundError(
-                    f"Nothing is indexed yet in collection {self._alias}; run `ragbot index PATH`."
-                )
-            # The alias moved on while the version it pointed at was dropped: once more.
-            return self._search_once(query_vector, query_text, mode, limit)
+            return search(target)
 
     def close(self) -> None:
         """Release the connection; the store cannot be used afterwards."""
@@ -368,42 +402,31 @@ class MilvusStore:
 
     # -- internals --------------------------------------------------------------------
 
-    def _search_once(
-        self, vector: np.ndarray | None, text: str, mode: SearchMode, limit: int
-    ) -> list[ScoredChunk]:
-        return run_search(
-            self._client,
-            self._alias,
-            vector=vector,
-            text=text,
-            mode=mode,
-            limit=limit,
-            timeout=self._timeout,
-        )
+    def _load(self, target: str) -> None:
+        """Load ``target`` (a restarted server released it)."""
+        if target == self._alias:
+            self.load_published()
+            return
+        with self._errors("load the index"):
+            self._client.load_collection(target, timeout=self._timeout)
 
-    def _load_and_search(
-        self, vector: np.ndarray | None, text: str, mode: SearchMode, limit: int
-    ) -> list[ScoredChunk]:
-        """Load the published version (a restarted server released it), search once more."""
-        self.load_published()
+    def _recheck(self) -> str:
+        """The version to search after the one searched vanished: checked as the last
+        :meth:`check_compatible` asked, or simply the published one."""
+        if self._expected is not None:
+            return self.check_compatible(**self._expected).version
         with self._errors("search"):
-            return self._search_once(vector, text, mode, limit)
+            version = self._published_version()
+        if version is None:
+            raise IndexNotFoundError(
+                f"Nothing is indexed yet in collection {self._alias}; run `ragbot index PATH`."
+            )
+        return version
 
     def _pages(self, version: str, fields: list[str]) -> Iterator[list[dict]]:
-        """Every row of ``version`` (loaded first), ``fields`` only, a page at a time."""
-        self._client.load_collection(version, timeout=self._timeout)
-        iterator = self._client.query_iterator(
-            version,
-            batch_size=self._batch_size,
-            filter="",
-            output_fields=fields,
-            timeout=self._timeout,
+        return scan.pages(
+            self._client, version, fields, rows_per_page=self._scan_rows, timeout=self._timeout
         )
-        try:
-            while page := iterator.next():
-                yield page
-        finally:
-            iterator.close()
 
     def _count_rows(self, version: str) -> int:
         """Exact row count; loads ``version`` first when a restart left it released."""
@@ -422,6 +445,10 @@ class MilvusStore:
                     raise
                 self._client.load_collection(version, timeout=self._timeout)
         return 0
+
+    def _read_published_version(self) -> str | None:
+        with self._errors("read the index description"):
+            return self._published_version()
 
     def _published_version(self) -> str | None:
         aliases = self._client.list_aliases(timeout=self._timeout).get("aliases", [])
@@ -444,36 +471,3 @@ class MilvusStore:
             yield
         except (MilvusException, grpc.RpcError) as error:
             raise self._unavailable(action, error) from error
-
-
-def open_client(uri: str, *, token: str = "", timeout_s: float = 10) -> MilvusClient:
-    """A client of Milvus at ``uri``: a Milvus Lite ``*.db`` path (its folder is created)
-    or an ``http(s)://``/``tcp://`` address. Fails within ``timeout_s`` seconds with
-    :class:`StoreUnavailableError` naming the URI when it cannot be reached."""
-    if uri.endswith(".db"):
-        Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        target = str(Path(uri).expanduser())
-    elif urlparse(uri).scheme.lower() in _REMOTE_SCHEMES:
-        target = uri
-    else:
-        raise ConfigError(
-            f"RAGBOT_MILVUS_URI {uri!r} is neither a Milvus Lite file path ending in .db "
-            "nor an http(s):// or tcp:// address of a Milvus server."
-        )
-    try:
-        # No keepalive pings while idle: Milvus Lite's server answers them with GOAWAY.
-        options = {"grpc_options": {"grpc.keepalive_permit_without_calls": False}}
-        remote = urlparse(uri).scheme.lower() in _REMOTE_SCHEMES
-        return MilvusClient(
-            uri=target, token=token, timeout=timeout_s, **(options if remote else {})
-        )
-    except (MilvusException, grpc.RpcError) as error:
-        hint = (
-            " Is another process using it? Several processes need a Milvus server "
-            "(e.g. `milvus-lite server`) and RAGBOT_MILVUS_URI=http://HOST:PORT."
-            if uri.endswith(".db")
-            else ""
-        )
-        raise StoreUnavailableError(
-            f"Cannot reach Milvus at {uri}: {reason(error)}.{hint}"
-        ) from error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,14 @@ PROP_SCHEMA_VERSION = "ragbot.schema_version"
 PROP_SOURCE_DIGEST = "ragbot.source_digest"  # the documents and chunking it was built from
 PROP_REVISION = "ragbot.source_revision"  # the git commit indexed; "" for other sources
 PROP_REVISION_AT = "ragbot.source_revision_at"  # that commit's date, ISO 8601 UTC
+PROP_EMBED_REVISION = "ragbot.embed_revision"  # the embedder's files (rag_core.model_revision)
+PROP_ANALYZER = "ragbot.analyzer"  # the BM25 analyzer of ``text`` (rag_core.analyzers)
+
+ANALYZER_PARAMS: dict[str, dict[str, Any]] = {
+    "english": {"type": "english"},
+    "standard": {"type": "standard"},
+}
+"""The ``analyzer_params`` of each BM25 analyzer a build may use."""
 
 ID = "id"
 TEXT = "text"
@@ -69,11 +77,20 @@ _VERSION_SUFFIX = r"__v\d{14}_[0-9a-f]{6}"
 _HASH_PATTERN = re.compile(r"[0-9a-f]{1,64}")
 
 
-def build_schema(dim: int) -> CollectionSchema:
-    """The collection schema: chunk metadata, a dense vector, and BM25 over ``text``."""
+def build_schema(dim: int, *, analyzer: str = "standard") -> CollectionSchema:
+    """The collection schema: chunk metadata, a dense vector, and BM25 over ``text``
+    read by ``analyzer`` (a name of :data:`ANALYZER_PARAMS`)."""
+    if analyzer not in ANALYZER_PARAMS:
+        raise InputError(f"Unknown BM25 analyzer {analyzer!r}.")
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(ID, DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
+    schema.add_field(
+        TEXT,
+        DataType.VARCHAR,
+        max_length=MAX_TEXT,
+        enable_analyzer=True,
+        analyzer_params=ANALYZER_PARAMS[analyzer],
+    )
     schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=dim)
     schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
     schema.add_field(DOC_PATH, DataType.VARCHAR, max_length=MAX_PATH)
@@ -126,6 +143,8 @@ def collection_properties(
     source_digest: str = "",
     revision: str = "",
     revision_at: datetime | None = None,
+    embed_revision: str = "",
+    analyzer: str = "standard",
 ) -> dict[str, str]:
     """What a collection records about how it was built (read back by ``index_info``)."""
     return {
@@ -136,6 +155,8 @@ def collection_properties(
         PROP_SOURCE_DIGEST: source_digest,
         PROP_REVISION: revision,
         PROP_REVISION_AT: revision_at.isoformat() if revision_at else "",
+        PROP_EMBED_REVISION: embed_revision,
+        PROP_ANALYZER: analyzer,
     }
 
 
@@ -207,10 +228,8 @@ def row_to_chunk(row: Mapping[str, Any]) -> Chunk:
     )
 
 
-def hash_filter(hashes: Sequence[str]) -> str:
-    """A ``content_hash in [...]`` expression; only hex digests are accepted, so it is safe."""
+def check_hashes(hashes: Iterable[str]) -> None:
+    """Refuse anything but content hashes (hex digests), before they are looked up."""
     for value in hashes:
         if not _HASH_PATTERN.fullmatch(value):
             raise InputError(f"{value!r} is not a content hash (lower-case hex expected).")
-    quoted = ", ".join(f'"{value}"' for value in hashes)
-    return f"{CONTENT_HASH} in [{quoted}]"

@@ -109,6 +109,17 @@ class RerankResult:
     document: str
 
 
+def ranked_results(
+    documents: Sequence[str], scores: Sequence[float], top_k: int | None = None
+) -> list[RerankResult]:
+    """``documents`` with their ``scores``, best first (ties in input order); at most
+    ``top_k`` when given."""
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    if top_k is not None:
+        ranked = ranked[: max(top_k, 0)]
+    return [RerankResult(index=i, score=scores[i], document=documents[i]) for i in ranked]
+
+
 ProgressCallback = Callable[[int], None]
 """Called with the number of items just finished, for progress bars."""
 
@@ -121,6 +132,13 @@ class Embedder(Protocol):
 
     @property
     def dim(self) -> int: ...
+
+    @property
+    def revision(self) -> str:
+        """Which files of ``model_id`` are loaded: the hub snapshot's commit hash, or
+        ``sha256:...`` of a local folder's files (:mod:`rag_core.model_revision`); ""
+        when unknown. Vectors of two revisions do not mix in one index."""
+        ...
 
     @property
     def instruction(self) -> str: ...

@@ -209,16 +209,20 @@ def build_qwen3_embedding(
     padding_side: str = "left",
     vocabulary: str = "tiny",
     seed: int = 0,
+    append_eos: bool = True,
 ) -> Path:
     """Save a random ``Qwen3Model`` plus the sentence-transformers files of Qwen3-Embedding.
 
     The folder loads with ``AutoModel`` and with ``SentenceTransformer`` (last-token
     pooling, then L2 normalisation; a ``query`` prompt with the default instruction).
     ``vocabulary="qwen"`` gives it Qwen3's real tokenizer instead of the tiny one.
+    ``append_eos=False`` leaves out the post-processor that ends every input with
+    ``<|endoftext|>``, as the tokenizers of early Qwen3-Embedding snapshots did (same
+    vocabulary, same weights).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_vocabulary(vocabulary, out, append_eos=True, padding_side=padding_side)
+    tokenizer = _build_vocabulary(vocabulary, out, append_eos=append_eos, padding_side=padding_side)
     config = _qwen3_config(
         tokenizer,
         vocab_size=None,

@@ -91,6 +91,31 @@ def test_eval_json_reports_every_mode(env, docs, tmp_path, capsys):
         assert scores["recall@5"] == 1.0  # two documents: both are always in the top 5
         assert 0.5 <= scores["mrr@10"] <= 1.0
     assert "abstain_accuracy" in report["modes"]["hybrid+rerank"]
+    assert report["splits"]["language"]["English"]["questions"] == 3
+    assert set(report["misses"]) == set(report["modes"])
+    assert [r["question"] for r in report["results"]] == [r["question"] for r in rows]
+
+
+def test_eval_prints_tables_and_writes_the_html_report(env, docs, tmp_path, capsys):
+    main(["index", str(docs)])
+    questions = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "a", "question": "first letter", "relevant": ["en/a.md"]},
+        {"id": "z", "question": "第二个字母是什么", "relevant": ["en/b.md"]},
+        {"id": "g", "question": "a page that does not exist", "relevant": ["en/c.md"]},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows), "utf-8")
+    capsys.readouterr()
+    page = tmp_path / "eval.html"
+    assert main(["eval", str(questions), "--report", str(page)]) == 0
+    captured = capsys.readouterr()
+    assert "recall@5 by language" in captured.out and "Chinese" in captured.out
+    assert "missed by hybrid (1):" in captured.out and "expected en/c.md" in captured.out
+    assert f"report written to {page}" in captured.err
+    html = page.read_text("utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
+    assert main(["eval", str(questions), "--report", str(tmp_path / "no" / "x.html")]) == 2
+    assert "No such folder for the report" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,10 @@ import pytest
 
 from rag_core.citations import extract_citations
 from rag_core.errors import ConfigError, GenerationError, InputError
-from rag_core.generation import (
-    BUSY_MESSAGE,
+from rag_core.generation import BUSY_MESSAGE, ChatGenerator, ThinkingFilter, build_openai_client
+from rag_core.offline_answers import (
     EXTRACTIVE_LABEL,
     NOT_COVERED_TEXT,
-    ChatGenerator,
-    ThinkingFilter,
-    build_openai_client,
     extractive_answer,
     not_covered_answer,
 )

@@ -184,6 +184,8 @@ def test_a_finished_reindex_is_recorded_with_who_started_it(
     assert recorded.docset == "docs"
     record_served_index(status, stores)  # a worker starting later keeps who built it
     assert status.statuses() == [recorded]
+    handler.handle(ReindexJob(job_id=new_job_id(), user="", channel=""), heartbeat=lambda: None)
+    assert status.statuses() == [recorded], "a refresh that changed nothing keeps the record"
     fresh = IndexStatusStore(None)  # a worker finding an index built by `ragbot index`
     record_served_index(fresh, stores)
     [found] = fresh.statuses()

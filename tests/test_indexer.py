@@ -54,6 +54,10 @@ class CountingEmbedder:
         return self.inner.model_id if self._model_id is None else self._model_id
 
     @property
+    def revision(self) -> str:
+        return self.inner.revision
+
+    @property
     def dim(self) -> int:
         return self.inner.dim
 
@@ -104,7 +108,7 @@ def chunker(tiny_embedder: Embedder) -> MarkdownChunker:
 def make_indexer(store: MilvusStore, chunker: MarkdownChunker, tiny_embedder: Embedder):
     def factory(**options: object) -> tuple[Indexer, CountingEmbedder]:
         embedder = CountingEmbedder(tiny_embedder, **options)  # type: ignore[arg-type]
-        return Indexer(store, embedder, chunker, embed_batch_size=2), embedder
+        return Indexer(store, embedder, chunker, embed_slice=2), embedder
 
     return factory
 
@@ -178,7 +182,7 @@ def test_changed_chunking_rebuilds_without_reembedding_same_texts(
     first = make_indexer()[0].index(docs)
     narrower = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=60, overlap_tokens=8)
     embedder = CountingEmbedder(tiny_embedder)
-    summary = Indexer(store, embedder, narrower, embed_batch_size=2).index(docs)
+    summary = Indexer(store, embedder, narrower, embed_slice=2).index(docs)
     assert summary.version != first.version
     assert summary.chunks_new == len(embedder.texts)
     assert summary.chunks_new + summary.chunks_unchanged == summary.chunks_total

@@ -188,7 +188,7 @@ def test_caches_serve_repeat_questions_until_the_index_changes(
     assert len(openai_server.requests) == 1
     assert (
         pipeline.query_cache.get(
-            tiny_embedder.model_id,
+            f"{tiny_embedder.model_id}@{tiny_embedder.revision}",
             tiny_embedder.dim,
             tiny_embedder.instruction,
             "How do I install zebrafish?",

@@ -14,11 +14,11 @@ from rag_core.reranking import (
     RERANK_PREFIX,
     RERANK_SUFFIX,
     Qwen3Reranker,
-    _token_bounded_batches,
     format_rerank_body,
     load_reranker,
 )
 from rag_core.settings import DEFAULT_RERANK_INSTRUCTION
+from rag_core.token_batches import token_bounded_batches
 
 QUERY = "How do I connect to Milvus Lite from Python?"
 DOCUMENTS = [
@@ -72,12 +72,12 @@ def test_batch_token_budget_does_not_change_scores(tiny_reranker_path, tiny_rera
 
 def test_batches_respect_the_token_budget():
     lengths = [50, 120, 80, 10, 120, 30]
-    batches = list(_token_bounded_batches(lengths, 250))
+    batches = list(token_bounded_batches(lengths, 250))
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
         assert max(lengths[i] for i in batch) * len(batch) <= 250
     assert batches[0] == [1, 4]  # longest first
-    assert list(_token_bounded_batches([500, 10], 100)) == [[0], [1]]  # oversize runs alone
+    assert list(token_bounded_batches([500, 10], 100)) == [[0], [1]]  # oversize runs alone
 
 
 def test_the_shared_opening_runs_once_and_each_pair_runs_only_its_own_tokens(

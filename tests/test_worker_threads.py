@@ -1,5 +1,6 @@
 """A worker process answers several questions at once: while one waits for the chat
-model another searches, and the models, shared, take one call at a time."""
+model another searches, with the models shared (batched across questions, or one call at
+a time behind a lock)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from bot.jobs import AskJob, new_job_id
 from bot.runtime import build_runtime
 from bot.worker_setup import start_worker_pool
 from rag_core.components import Models
-from rag_core.model_lock import one_call_at_a_time
+from rag_core.model_batching import batch_across_threads
 from tests.fixtures.bot_stack import bot_settings
 from tests.fixtures.slack_events import wait_quiet
 
@@ -23,7 +24,7 @@ def test_one_worker_process_answers_questions_side_by_side(
     bot_index, slack_api, openai_server, redis_prefix, redis_client
 ):
     settings = bot_settings({**bot_index, "RAGBOT_REDIS_PREFIX": redis_prefix})
-    settings = settings.model_copy(update={"worker_threads": 4})
+    settings = settings.model_copy(update={"worker_concurrency": 4})
     runtime = build_runtime(settings)
     client = build_web_client(settings, runtime.services.metrics)
     pool = start_worker_pool(settings, runtime, client, name="tw")
@@ -88,9 +89,9 @@ class _Embedder:
         return len(text.split())
 
 
-def test_shared_models_take_one_call_at_a_time():
+def test_shared_models_run_one_call_at_a_time():
     inner = _Embedder()
-    models = one_call_at_a_time(Models(embedder=inner, reranker=None))
+    models = batch_across_threads(Models(embedder=inner, reranker=None), callers=6, wait_ms=1)
 
     def use() -> None:
         for _ in range(5):
@@ -102,6 +103,7 @@ def test_shared_models_take_one_call_at_a_time():
         worker.start()
     for worker in workers:
         worker.join()
+    models.close()
     assert inner.most == 1
     assert (models.embedder.model_id, models.embedder.dim) == ("probe", 4)
     assert models.embedder.count_tokens("a b c") == 3

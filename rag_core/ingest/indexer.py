@@ -27,6 +27,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from rag_core.analyzers import AnalyzerSetting
 from rag_core.errors import ConfigError, InputError, RagbotError
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.globs import PathFilter
@@ -38,13 +39,17 @@ from rag_core.ingest.loaders import (
     read_document,
 )
 from rag_core.store import IndexInfo, MilvusStore
-from rag_core.types import Chunk, Document, Embedder
+from rag_core.types import Chunk, Document, Embedder, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 Stage = Literal["fetching", "loading", "chunking", "embedding", "publishing"]
 REUSE_BATCH = 1024
-"""Chunks whose stored vectors are fetched and re-inserted together (bounds memory)."""
+"""Chunks re-inserted together with the stored vectors found for them (bounds memory)."""
+EMBED_SLICE = 4096
+"""Distinct texts handed to the embedder per call: enough that sorting them by length
+leaves little padding, few enough that rows reach Milvus as the run goes and the vectors
+held stay small (4096 × 1024 float32: 16 MiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +110,8 @@ _T = TypeVar("_T")
 class Indexer:
     """Builds and publishes index versions of a docs folder (see the module docstring).
 
-    ``embed_batch_size`` chunks are embedded, then written, at a time; progress is
-    reported after each such batch.
+    ``embed_slice`` distinct texts are embedded, then written, at a time; progress is
+    reported after each of the embedder's forward passes.
     """
 
     def __init__(
@@ -115,14 +120,18 @@ class Indexer:
         embedder: Embedder,
         chunker: MarkdownChunker,
         *,
-        embed_batch_size: int = 64,
+        embed_slice: int = EMBED_SLICE,
+        bm25_analyzer: AnalyzerSetting = "auto",
+        docs_language: str = "English",
     ) -> None:
-        if embed_batch_size < 1:
-            raise ConfigError(f"embed_batch_size must be at least 1, got {embed_batch_size}.")
+        if embed_slice < 1:
+            raise ConfigError(f"embed_slice must be at least 1, got {embed_slice}.")
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
-        self.embed_batch_size = embed_batch_size
+        self.embed_slice = embed_slice
+        self.bm25_analyzer: AnalyzerSetting = bm25_analyzer  # see rag_core.analyzers
+        self.docs_language = docs_language
 
     def index(
         self,
@@ -137,8 +146,8 @@ class Indexer:
         ``sources`` narrows what is read (see :class:`Sources`). Raises
         :class:`InputError` for a missing path or one without usable documents, and
         :class:`IndexMismatchError` when the published index was built with another
-        model or dimension and ``recreate`` is false. Side effects: drops unpublished
-        versions left by crashed builds, then replaces the published version.
+        model, model revision or dimension and ``recreate`` is false. Side effects: drops
+        unpublished versions left by crashed builds, then replaces the published version.
         """
         started = time.perf_counter()
         notify = progress if progress is not None else _ignore
@@ -146,7 +155,11 @@ class Indexer:
         self.store.drop_stale_versions()
         previous = self.store.index_info()
         if previous is not None and not recreate:
-            self.store.check_compatible(embed_model=self.embedder.model_id, dim=self.embedder.dim)
+            self.store.check_compatible(
+                embed_model=self.embedder.model_id,
+                dim=self.embedder.dim,
+                embed_revision=self.embedder.revision,
+            )
         revision = sources.revision
         if revision is not None:
             digest = self.revision_digest(sources)
@@ -169,9 +182,10 @@ class Indexer:
                 )
         chunks = self._chunk(report.documents, notify, sources.page_urls)
         old_hashes = self.store.stored_hashes(previous.version) if previous else {}
-        version = self._create(digest, revision)
+        reused = None if recreate else previous
+        version = self._create(digest, revision, reused)
         try:
-            reuse_from = None if recreate or previous is None else previous.version
+            reuse_from = None if reused is None else reused.version
             embedded = self._fill(version, chunks, reuse_from, set(old_hashes.values()), notify)
             self._publish(version, notify)
         except BaseException:
@@ -226,7 +240,7 @@ class Indexer:
         report = load_paths(root, sorted(revision.changed), notify, sources.path_filter)
         chunks = self._chunk(report.documents, notify, sources.page_urls, allow_empty=True)
         old_hashes = self.store.stored_hashes(previous.version)
-        version = self._create(digest, revision)
+        version = self._create(digest, revision, previous)
         try:
             copied = self.store.copy_rows(previous.version, version, skip_paths=touched)
             if copied == 0 and not chunks:
@@ -252,13 +266,19 @@ class Indexer:
             version=version,
         )
 
-    def _create(self, digest: str, revision: Revision | None) -> str:
+    def _create(self, digest: str, revision: Revision | None, reused: IndexInfo | None) -> str:
+        """A new version recording this build; the embedder's revision unless vectors are
+        reused from an index that recorded none (then still unknown, and warned about)."""
+        unknown = reused is not None and not reused.embed_revision
         return self.store.create_version(
             embed_model=self.embedder.model_id,
             dim=self.embedder.dim,
             source_digest=digest,
             revision=revision.commit if revision else "",
             revision_at=revision.committed_at if revision else None,
+            embed_revision="" if unknown else self.embedder.revision,
+            analyzer=self.bm25_analyzer,
+            docs_language=self.docs_language,
         )
 
     def _publish(self, version: str, notify: ProgressSink) -> None:
@@ -283,7 +303,8 @@ class Indexer:
 
     def _settings_digest(self, sources: Sources) -> str:
         """Digest of the settings a build depends on besides its documents: the model,
-        the chunking, the links and the path filter."""
+        the chunking, the links and the path filter. (Not the model's revision: an index
+        of another revision is refused by ``check_compatible`` before this matters.)"""
         chunker = self.chunker
         settings = (
             self.embedder.model_id,
@@ -335,35 +356,60 @@ class Indexer:
         the same texts; returns how many chunks had to be embedded."""
         kept_ids: set[str] = set()
         if reuse_from is not None:
-            reusable = [c for c in chunks if c.content_hash in stored]
-            for batch in _batches(reusable, REUSE_BATCH):
-                found = self.store.vectors_for_hashes(reuse_from, {c.content_hash for c in batch})
-                kept = [c for c in batch if c.content_hash in found]
-                if kept:
-                    vectors = np.stack([found[c.content_hash] for c in kept])
-                    self.store.insert(version, kept, vectors)
-                    kept_ids.update(c.id for c in kept)
+            kept_ids = self._reuse(version, chunks, reuse_from, stored)
         fresh = [c for c in chunks if c.id not in kept_ids]
         self._embed_into(version, fresh, notify)
         return len(fresh)
 
+    def _reuse(
+        self, version: str, chunks: Sequence[Chunk], reuse_from: str, stored: set[str]
+    ) -> set[str]:
+        """Insert the chunks whose text ``reuse_from`` holds, with its vectors, as one pass
+        over it finds them (``REUSE_BATCH`` rows at a time); returns their ids."""
+        waiting: dict[str, list[Chunk]] = {}
+        for chunk in chunks:
+            if chunk.content_hash in stored:
+                waiting.setdefault(chunk.content_hash, []).append(chunk)
+        kept_ids: set[str] = set()
+        batch: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+
+        def flush() -> None:
+            self.store.insert(version, batch, np.stack(vectors))
+            kept_ids.update(c.id for c in batch)
+            batch.clear()
+            vectors.clear()
+
+        for content_hash, vector in self.store.stored_vectors(reuse_from, waiting):
+            same_text = waiting.pop(content_hash)
+            batch.extend(same_text)
+            vectors.extend([vector] * len(same_text))
+            if len(batch) >= REUSE_BATCH:
+                flush()
+        if batch:
+            flush()
+        return kept_ids
+
     def _embed_into(self, version: str, chunks: Sequence[Chunk], notify: ProgressSink) -> None:
-        """Embed each distinct text once, ``embed_batch_size`` texts at a time, and insert."""
+        """Embed each distinct text once, ``embed_slice`` texts per call (so the embedder
+        sorts thousands by length), and insert every chunk with its text's vector."""
         by_hash: dict[str, list[Chunk]] = {}
         for chunk in chunks:
             by_hash.setdefault(chunk.content_hash, []).append(chunk)
-        groups = list(by_hash.values())
         done = 0
         notify(IndexProgress("embedding", 0, len(chunks)))
-        for batch in _batches(groups, self.embed_batch_size):
-            vectors = self.embedder.embed_documents([group[0].embed_text for group in batch])
-            if vectors.shape != (len(batch), self.embedder.dim):
+        for part in _batches(list(by_hash.values()), self.embed_slice):
+            texts = [group[0].embed_text for group in part]
+            vectors = self.embedder.embed_documents(
+                texts, progress=_passes_reporter(done, len(texts), len(chunks), notify)
+            )
+            if vectors.shape != (len(part), self.embedder.dim):
                 raise RagbotError(
                     f"The embedder returned vectors of shape {vectors.shape} for "
-                    f"{len(batch)} texts; expected ({len(batch)}, {self.embedder.dim})."
+                    f"{len(part)} texts; expected ({len(part)}, {self.embedder.dim})."
                 )
-            rows = [c for group in batch for c in group]
-            repeats = [len(group) for group in batch]
+            rows = [c for group in part for c in group]
+            repeats = [len(group) for group in part]
             self.store.insert(version, rows, np.repeat(vectors, repeats, axis=0))
             done += len(rows)
             notify(IndexProgress("embedding", done, len(chunks)))
@@ -446,6 +492,20 @@ def _nothing_found(root: Path, report: LoadReport, path_filter: PathFilter | Non
         globs = ", ".join([*path_filter.include, *(f"not {g}" for g in path_filter.exclude)])
         return f"No documents in {root} match {globs} (supported: {supported}{skipped})."
     return f"No documents found in {root} (supported: {supported}{skipped})."
+
+
+def _passes_reporter(start: int, texts: int, total: int, notify: ProgressSink) -> ProgressCallback:
+    """The embedder's progress callback for one slice: ``start`` plus the texts embedded
+    so far, except after the slice's last pass (the insert that follows reports it)."""
+    embedded = 0
+
+    def report(count: int) -> None:
+        nonlocal embedded
+        embedded += count
+        if embedded < texts:
+            notify(IndexProgress("embedding", start + embedded, total))
+
+    return report
 
 
 def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

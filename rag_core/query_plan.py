@@ -1,0 +1,79 @@
+"""What each leg of a search reads for a question, and how the legs are weighed.
+
+A question in the docs' language is searched as it is. One in another language is
+searched with its translation into the docs' language when a chat model made one
+(both legs read it; the answer is still written for the original question). Without a
+translation, the dense leg reads the question as it is (a multilingual embedder maps it
+near the docs' words) and BM25, whose words mostly miss the docs', reads only the
+Latin-script terms of a question in another script, with its own weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from rag_core.languages import Script, detect_script, in_language, latin_terms, script_of_language
+from rag_core.settings import Settings
+from rag_core.store_search import Fusion
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """The texts a question is searched with and the fusion of its legs."""
+
+    dense_text: str  # what the embedder reads
+    bm25_text: str  # what BM25 matches; "" when nothing of the question can match the docs
+    fusion: Fusion
+    script: Script  # the question's, see rag_core.languages.detect_script
+    translated: bool = False  # the texts come from a translation into the docs' language
+
+
+def fusion_of(settings: Settings) -> Fusion:
+    """The fusion the settings ask for (a question in the docs' language)."""
+    return Fusion(
+        k=settings.rrf_k,
+        dense_weight=settings.dense_weight,
+        bm25_weight=settings.bm25_weight,
+        depth=settings.fusion_depth,
+    )
+
+
+def needs_translation(question: str, docs_language: str) -> bool:
+    """Whether ``question`` is in another language than the docs (see
+    :func:`~rag_core.languages.in_language`)."""
+    return not in_language(question, docs_language)
+
+
+def bm25_words(question: str, docs_language: str) -> str:
+    """What BM25 can match of an untranslated question: all of it in the docs' script,
+    only its Latin-script terms (``MinIO``, ``max_length``) when the docs are in a Latin
+    script and the question is not."""
+    if script_of_language(docs_language) == "latin" and detect_script(question) != "latin":
+        return " ".join(latin_terms(question))
+    return question
+
+
+def plan_query(
+    question: str,
+    *,
+    docs_language: str,
+    fusion: Fusion,
+    foreign_bm25_weight: float,
+    translation: str | None = None,
+) -> SearchQuery:
+    """How to search ``question`` (``translation``: its rewrite into ``docs_language``,
+    for a question in another language, when there is one)."""
+    script = detect_script(question)
+    if not needs_translation(question, docs_language):
+        return SearchQuery(question, question, fusion, script)
+    if translation and translation.strip():
+        known = translation.casefold()
+        extra = [term for term in latin_terms(question) if term.casefold() not in known]
+        return SearchQuery(translation, " ".join([translation, *extra]), fusion, script, True)
+    return SearchQuery(
+        question,
+        bm25_words(question, docs_language),
+        dataclasses.replace(fusion, bm25_weight=foreign_bm25_weight),
+        script,
+    )
