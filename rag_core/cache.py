@@ -1,7 +1,8 @@
 """Redis caches for query embeddings, question translations and whole answers.
 
-Both are optional: callers hold ``QueryEmbeddingCache | None`` and ``AnswerCache | None``
-and skip the cache on ``None``, so there is no no-op cache class. Both degrade to a miss
+The embedding and answer caches are optional: callers hold ``QueryEmbeddingCache | None``
+and ``AnswerCache | None`` and skip the cache on ``None``, so there is no no-op cache
+class. :class:`TranslationCache` also works without Redis, in memory. All degrade to a miss
 (``get``) or a no-op (``put``) while Redis cannot be reached, logging one warning per
 outage; redis-py reconnects by itself when Redis returns.
 

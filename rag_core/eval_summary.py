@@ -10,42 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rag_core.languages import detect_script, looks_english
+from rag_core.languages import LANGUAGE_GROUPS
 
 if TYPE_CHECKING:
     from rag_core.evaluation import EvalQuestion, EvalRun, QuestionResult
 
 Report = dict[str, Any]
 METRIC_DEPTH = 10  # the depth of MRR and nDCG, and of the documents kept per result
-LANGUAGES = ("English", "other Latin", "Chinese", "Japanese", "Korean", "other")
 NO_DOCSET = "(none)"
 NOT_FOUND = "(not found)"
-
-
-def question_language(text: str) -> str:
-    """The language group of a question, from its script (as the search decides it, see
-    :func:`rag_core.languages.detect_script`): a CJK question is ``Japanese`` when it has
-    kana, ``Korean`` with Hangul, else ``Chinese``; a Latin-script one is ``English`` or
-    ``other Latin`` (Spanish, French, German...) by its function words. Latin terms
-    inside a CJK question (``MinIO``, ``nlist``) do not change its group."""
-    script = detect_script(text)
-    if script == "cjk":
-        if any(_is_kana(char) for char in text):
-            return "Japanese"
-        return "Korean" if any(_is_hangul(char) for char in text) else "Chinese"
-    if script == "other":
-        return "other"
-    return "English" if looks_english(text) else "other Latin"
-
-
-def _is_kana(char: str) -> bool:
-    point = ord(char)
-    return 0x3041 <= point <= 0x30FA or 0x31F0 <= point <= 0x31FF or 0xFF66 <= point <= 0xFF9D
-
-
-def _is_hangul(char: str) -> bool:
-    point = ord(char)
-    return 0xAC00 <= point <= 0xD7AF or 0x1100 <= point <= 0x11FF or 0x3131 <= point <= 0x318E
 
 
 def build_report(run: EvalRun) -> Report:
@@ -67,7 +40,7 @@ def build_report(run: EvalRun) -> Report:
         "setup": dict(run.setup),
         "modes": _figures(run, everything),
         "splits": {
-            "language": _splits(run, languages, order=LANGUAGES),
+            "language": _splits(run, languages, order=LANGUAGE_GROUPS),
             "docset": _splits(run, docsets, order=run.docsets),
         },
         "misses": {mode.name: _misses(run, mode.name, languages, docsets) for mode in run.modes},

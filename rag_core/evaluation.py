@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_core.errors import InputError
-from rag_core.eval_summary import METRIC_DEPTH, build_report, question_language
+from rag_core.eval_summary import METRIC_DEPTH, build_report
+from rag_core.languages import language_group
 from rag_core.pipeline import RagPipeline, Retrieval
 
 Found = tuple[str, str]
@@ -40,7 +41,7 @@ class EvalQuestion:
 
     @property
     def language(self) -> str:
-        return question_language(self.question)
+        return language_group(self.question)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ Script = Literal["latin", "cjk", "other"]
 Korean; ``other``: Cyrillic, Greek, Arabic, Hebrew, Devanagari, Thai..."""
 
 SCRIPTS: tuple[Script, ...] = ("latin", "cjk", "other")
+LANGUAGE_GROUPS = ("English", "other Latin", "Chinese", "Japanese", "Korean", "other")
+"""How an evaluation groups questions by language (see :func:`language_group`)."""
 
 _CJK_RANGES = (
     (0x1100, 0x11FF),  # Hangul Jamo
@@ -153,3 +155,30 @@ def _is_latin(char: str) -> bool:
     if char.isascii():
         return char.isalpha()
     return unicodedata.name(char, "").startswith("LATIN")
+
+
+def language_group(text: str) -> str:
+    """The language group of a question (one of :data:`LANGUAGE_GROUPS`), from its
+    script as the search decides it (:func:`detect_script`): a CJK question is
+    ``Japanese`` when it has kana, ``Korean`` with Hangul, else ``Chinese``; a
+    Latin-script one is ``English`` or ``other Latin`` (Spanish, French, German...) by
+    its function words. Latin terms inside a CJK question (``MinIO``, ``nlist``) do not
+    change its group."""
+    script = detect_script(text)
+    if script == "cjk":
+        if any(_is_kana(char) for char in text):
+            return "Japanese"
+        return "Korean" if any(_is_hangul(char) for char in text) else "Chinese"
+    if script == "other":
+        return "other"
+    return "English" if looks_english(text) else "other Latin"
+
+
+def _is_kana(char: str) -> bool:
+    point = ord(char)
+    return 0x3041 <= point <= 0x30FA or 0x31F0 <= point <= 0x31FF or 0xFF66 <= point <= 0xFF9D
+
+
+def _is_hangul(char: str) -> bool:
+    point = ord(char)
+    return 0xAC00 <= point <= 0xD7AF or 0x1100 <= point <= 0x11FF or 0x3131 <= point <= 0x318E

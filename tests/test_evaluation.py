@@ -15,7 +15,7 @@ from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
 from rag_core.errors import InputError
 from rag_core.eval_report import render_html, write_report
-from rag_core.eval_summary import miss_reason, mode_figures, question_language
+from rag_core.eval_summary import miss_reason, mode_figures
 from rag_core.eval_tables import format_report, shorten
 from rag_core.evaluation import (
     EvalQuestion,
@@ -26,6 +26,7 @@ from rag_core.evaluation import (
 )
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer
+from rag_core.languages import language_group
 from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
 
@@ -93,7 +94,7 @@ def questions_file(tmp_path: Path, rows: list[dict]) -> Path:
     ],
 )
 def test_language_comes_from_the_script(text, language):
-    assert question_language(text) == language
+    assert language_group(text) == language
 
 
 def result(recall=None, *, abstained=None, best=None, hits=()) -> QuestionResult:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rag_core.errors import IndexMismatchError, InputError
@@ -13,7 +12,8 @@ from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer, IndexProgress
 from rag_core.ingest.loaders import load_documents
 from rag_core.store import MilvusStore
-from rag_core.types import Chunk, Embedder, ProgressCallback
+from rag_core.types import Chunk, Embedder
+from tests.fixtures.counting_embedder import CountingEmbedder
 
 DOCS = {
     "install.md": """# Installing
@@ -34,51 +34,6 @@ Add query nodes to scale out search; the capybara balancer spreads the load even
 """,
     "notes.txt": "Plain text notes about partitions and the quokka partition key.\n",
 }
-
-
-class CountingEmbedder:
-    """Wraps a real embedder: records every text embedded, can fail on a given call,
-    and can claim another model id (the seam between the indexer and the model)."""
-
-    def __init__(
-        self, inner: Embedder, *, model_id: str | None = None, fail_on_call: int | None = None
-    ) -> None:
-        self.inner = inner
-        self._model_id = model_id
-        self.fail_on_call = fail_on_call
-        self.calls = 0
-        self.texts: list[str] = []
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id if self._model_id is None else self._model_id
-
-    @property
-    def revision(self) -> str:
-        return self.inner.revision
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def instruction(self) -> str:
-        return self.inner.instruction
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.embed_queries(texts)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
-    ) -> np.ndarray:
-        self.calls += 1
-        if self.fail_on_call is not None and self.calls >= self.fail_on_call:
-            raise RuntimeError("embedding device lost")
-        self.texts.extend(texts)
-        return self.inner.embed_documents(texts, progress=progress)
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,8 @@ from rag_core.model_revision import folder_revision, hub_revision
 from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
 from rag_core.store import MilvusStore
-from rag_core.types import Embedder, ProgressCallback
+from rag_core.types import Embedder
+from tests.fixtures.counting_embedder import CountingEmbedder
 from tests.model_factory import build_qwen3_embedding
 
 REPO = "test-org/tiny-embedding"
@@ -49,44 +50,6 @@ TEXTS = [
     "Partitions split a collection so that a search can skip data it does not need; " * 4,
     "Hybrid search combines dense vectors with sparse BM25 vectors.",
 ]
-
-
-class RevisionEmbedder:
-    """A real embedder that claims another revision (as a model loaded before revisions
-    were recorded, or from another snapshot, would)."""
-
-    def __init__(self, inner: Embedder, revision: str) -> None:
-        self.inner = inner
-        self.revision = revision
-        self.texts: list[str] = []
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def instruction(self) -> str:
-        return self.inner.instruction
-
-    @property
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.embed_queries(texts)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, progress: ProgressCallback | None = None
-    ) -> np.ndarray:
-        self.texts.extend(texts)
-        return self.inner.embed_documents(texts, progress=progress)
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
 
 @pytest.fixture
@@ -238,7 +201,7 @@ def test_another_snapshot_of_the_same_model_id_is_refused(hub_cache, store, docs
 
     move_main(hub_cache, COMMIT_B)
     loaded = load_embedder(REPO, device="cpu", dtype="float32")
-    newer = RevisionEmbedder(loaded, loaded.revision)  # records what it embeds
+    newer = CountingEmbedder(loaded, revision=loaded.revision)  # records what it embeds
     assert newer.revision == COMMIT_B
     with pytest.raises(IndexMismatchError) as caught:
         indexer(store, newer).index(docs)
@@ -267,7 +230,7 @@ def test_questions_are_refused_by_an_embedder_of_another_revision(milvus_uri, ti
     try:
         indexer(stores["docs"], tiny_embedder).index(docs)
         settings = Settings(_env_file=None, candidates=5, top_n=2)
-        other = RevisionEmbedder(tiny_embedder, "sha256:0123456789abcdef")
+        other = CountingEmbedder(tiny_embedder, revision="sha256:0123456789abcdef")
         with pytest.raises(IndexMismatchError, match="sha256:0123456789abcdef"):
             RagPipeline(settings, embedder=other, stores=stores).ask("What is Milvus?")
         answer = RagPipeline(settings, embedder=tiny_embedder, stores=stores).ask("What is Milvus?")
@@ -277,7 +240,7 @@ def test_questions_are_refused_by_an_embedder_of_another_revision(milvus_uri, ti
 
 
 def test_an_index_without_a_recorded_revision_keeps_serving(store, docs, tiny_embedder, caplog):
-    legacy = RevisionEmbedder(tiny_embedder, "")  # as built before revisions were recorded
+    legacy = CountingEmbedder(tiny_embedder, revision="")  # as built before revisions were recorded
     first = indexer(store, legacy).index(docs)
     info = store.index_info()
     assert info is not None and info.embed_revision == ""
@@ -295,7 +258,7 @@ def test_an_index_without_a_recorded_revision_keeps_serving(store, docs, tiny_em
 
     # A build reusing its vectors cannot vouch for them: the revision stays unknown.
     (docs / "search.md").write_text("# Search\n\nDense search only.\n", encoding="utf-8")
-    current = RevisionEmbedder(tiny_embedder, tiny_embedder.revision)
+    current = CountingEmbedder(tiny_embedder, revision=tiny_embedder.revision)
     summary = indexer(store, current).index(docs)
     assert 0 < summary.chunks_unchanged < summary.chunks_total
     assert store.index_info().embed_revision == ""  # type: ignore[union-attr]
