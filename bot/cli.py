@@ -75,7 +75,7 @@ def load_settings_and_logging() -> BotSettings:
 
 def configured_secrets(settings: BotSettings) -> tuple[str, ...]:
     """Every configured value a log line must not show: tokens, keys, the signing secret,
-    the Milvus token (and its password part), the git token, and the credentials inside
+    the Milvus token (and its password part), the git tokens, and the credentials inside
     the Redis URL and the Milvus URI."""
     token_password = settings.milvus_token.partition(":")[2]  # a token may be "user:password"
     return (
@@ -86,6 +86,7 @@ def configured_secrets(settings: BotSettings) -> tuple[str, ...]:
         settings.milvus_token,
         token_password,
         settings.git_token.get_secret_value(),
+        *settings.git_tokens.secrets,
         *url_credentials(settings.redis_url),
         *url_credentials(settings.milvus_uri),
     )

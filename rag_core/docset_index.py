@@ -125,7 +125,7 @@ class DocSetIndexer:
             cache_dir=self.settings.data_dir / "git" / docset.name,
             ref=docset.ref,
             subdir=docset.subdir,
-            token=self.settings.git_token.get_secret_value(),
+            token=self.settings.git_tokens.for_url(docset.source),
             ssh_key=self.settings.git_ssh_key,
         )
         checkout = source.sync()

@@ -37,6 +37,12 @@ EMBED_MODEL_HINT = (
 )
 
 
+MULTILINGUAL_MODEL_TYPES = frozenset({"qwen2", "qwen3", "xlm-roberta", "mt5", "gemma3_text"})
+"""Transformer families trained on many languages (Qwen3-Embedding; multilingual-e5,
+BGE-M3 and paraphrase-multilingual models are XLM-RoBERTa): an embedder of one reads a
+question in one language near passages in another."""
+
+
 class _EmbedderVerbs:
     """What both embedders share: identity, and the two verbs (queries get the prompt,
     documents go in as they are)."""
@@ -47,6 +53,7 @@ class _EmbedderVerbs:
     _counter: Callable[[str], int]
     _batch_size: int
     _batch_tokens: int
+    _multilingual: bool
 
     @property
     def model_id(self) -> str:
@@ -56,6 +63,12 @@ class _EmbedderVerbs:
     def revision(self) -> str:
         """The loaded files' revision (see :mod:`rag_core.model_revision`)."""
         return self._revision
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model family was trained on many languages (see
+        :data:`MULTILINGUAL_MODEL_TYPES`)."""
+        return self._multilingual
 
     @property
     def dim(self) -> int:
@@ -130,6 +143,7 @@ class Qwen3Embedder(_EmbedderVerbs):
         self._max_length = max_length
         self._batch_size = batch_size
         self._batch_tokens = batch_tokens
+        self._multilingual = True
         self._device = resolve_device(device)
         self._dtype = torch_dtype_for(self._device, dtype)
         self._load_model()
@@ -265,6 +279,9 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
             raise load_error("embedding", self._model_id, error, hint=EMBED_MODEL_HINT) from error
         self._model.eval()
         self._counter = token_counter(self._model.tokenizer)
+        config = getattr(self._model[0], "auto_model", None)
+        model_type = str(getattr(getattr(config, "config", None), "model_type", ""))
+        self._multilingual = model_type in MULTILINGUAL_MODEL_TYPES
 
     @property
     def instruction(self) -> str:

@@ -12,6 +12,19 @@ from rag_core.errors import ConfigError, StoreUnavailableError
 from rag_core.store_errors import reason
 
 _REMOTE_SCHEMES = ("http", "https", "tcp", "unix")
+_NEVER_MS = 2**31 - 1
+
+
+def grpc_options(uri: str) -> dict[str, object]:
+    """Channel options. A Milvus Lite server (``milvus-lite server``, or the one a ``.db``
+    path runs in this process) keeps gRPC's default of one ping per 5 minutes and answers
+    more with GOAWAY ``too_many_pings`` (logged by gRPC as an error): no pings while idle
+    anywhere, and none at all on the in-process loopback, where a call that runs long
+    (a flush, an index build) would otherwise ping every 10 s."""
+    options: dict[str, object] = {"grpc.keepalive_permit_without_calls": False}
+    if uri.endswith(".db"):
+        options["grpc.keepalive_time_ms"] = _NEVER_MS
+    return options
 
 
 def open_client(uri: str, *, token: str = "", timeout_s: float = 10) -> MilvusClient:
@@ -29,11 +42,8 @@ def open_client(uri: str, *, token: str = "", timeout_s: float = 10) -> MilvusCl
             "nor an http(s):// or tcp:// address of a Milvus server."
         )
     try:
-        # No keepalive pings while idle: Milvus Lite's server answers them with GOAWAY.
-        options = {"grpc_options": {"grpc.keepalive_permit_without_calls": False}}
-        remote = urlparse(uri).scheme.lower() in _REMOTE_SCHEMES
         return MilvusClient(
-            uri=target, token=token, timeout=timeout_s, **(options if remote else {})
+            uri=target, token=token, timeout=timeout_s, grpc_options=grpc_options(uri)
         )
     except (MilvusException, grpc.RpcError) as error:
         hint = (

@@ -282,6 +282,10 @@ class BatchingEmbedder:
     def max_tokens(self) -> int:
         return self._inner.max_tokens
 
+    @property
+    def multilingual(self) -> bool:
+        return self._inner.multilingual
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return self._inner.embed_queries([])

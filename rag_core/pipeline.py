@@ -28,7 +28,13 @@ from rag_core.errors import (
 from rag_core.generation import ChatGenerator, TextSink
 from rag_core.model_revision import model_identity
 from rag_core.offline_answers import GeneratedAnswer, extractive_answer, not_covered_answer
-from rag_core.query_plan import SearchQuery, fusion_of, needs_translation, plan_query
+from rag_core.query_plan import (
+    SearchQuery,
+    foreign_weight,
+    fusion_of,
+    needs_translation,
+    plan_query,
+)
 from rag_core.questions import validate_question
 from rag_core.settings import SearchMode, Settings
 from rag_core.store import IndexInfo, MilvusStore
@@ -235,7 +241,7 @@ class RagPipeline:
             question,
             docs_language=s.docs_language,
             fusion=fusion_of(s),
-            foreign_bm25_weight=s.foreign_bm25_weight,
+            foreign_bm25_weight=self.foreign_bm25_weight,
             translation=translation,
         )
 
@@ -321,6 +327,16 @@ class RagPipeline:
         return answer
 
     @property
+    def foreign_bm25_weight(self) -> float:
+        """BM25's weight for an untranslated question not in the docs' language."""
+        s = self.settings
+        return foreign_weight(
+            s.foreign_bm25_weight,
+            bm25_weight=s.bm25_weight,
+            multilingual=self.embedder.multilingual,
+        )
+
+    @property
     def cache_key(self) -> str:
         """What besides the question and the index decides an answer."""
         s = self.settings
@@ -330,7 +346,7 @@ class RagPipeline:
             [self.embedder.model_id, str(self.embedder.dim), reranker, llm, s.search_mode]
             + [str(v) for v in (s.candidates, s.top_n, s.min_rerank_score)]
             + [str(v) for v in (s.rrf_k, s.dense_weight, s.bm25_weight, s.fusion_depth)]
-            + [str(v) for v in (s.foreign_bm25_weight, s.docs_language, s.translate_questions)]
+            + [str(v) for v in (self.foreign_bm25_weight, s.docs_language, s.translate_questions)]
         )
 
     def _cached_answer(

@@ -5,7 +5,8 @@ searched with its translation into the docs' language when a chat model made one
 (both legs read it; the answer is still written for the original question). Without a
 translation, the dense leg reads the question as it is (a multilingual embedder maps it
 near the docs' words) and BM25, whose words mostly miss the docs', reads only the
-Latin-script terms of a question in another script, with its own weight.
+Latin-script terms of a question in another script, with its own weight
+(:func:`foreign_weight`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,26 @@ def fusion_of(settings: Settings) -> Fusion:
         bm25_weight=settings.bm25_weight,
         depth=settings.fusion_depth,
     )
+
+
+ENGLISH_ONLY_FOREIGN_WEIGHT = 1.5
+"""BM25's weight for an untranslated foreign question when the embedder reads one
+language: chosen with ``bench/sweep_fusion.py`` on ``questions.jsonl`` (MiniLM), where
+the dense leg finds little for such a question and its Latin terms find the most."""
+MULTILINGUAL_FOREIGN_SHARE = 0.5
+"""With a multilingual embedder the dense leg carries the question, and BM25, which reads
+only part of it, weighs this share of its usual weight."""
+
+
+def foreign_weight(setting: float | None, *, bm25_weight: float, multilingual: bool) -> float:
+    """The BM25 weight of an untranslated question not in the docs' language: the
+    setting when there is one, else (auto) a down-weighted BM25 for a multilingual
+    embedder and :data:`ENGLISH_ONLY_FOREIGN_WEIGHT` for one that is not."""
+    if setting is not None:
+        return setting
+    if multilingual:
+        return bm25_weight * MULTILINGUAL_FOREIGN_SHARE
+    return ENGLISH_ONLY_FOREIGN_WEIGHT
 
 
 def needs_translation(question: str, docs_language: str) -> bool:

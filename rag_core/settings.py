@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.docsets import DocSet, default_docset, load_docsets
 from rag_core.errors import ConfigError
+from rag_core.sources.git_tokens import GitTokens
 
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
@@ -103,10 +104,10 @@ class Settings(BaseSettings):
     source_base_url: str = ""
     chunk_tokens: int = Field(default=512, ge=32)
     chunk_overlap: int = Field(default=64, ge=0)
-    bm25_analyzer: Literal["auto", "english", "standard"] = Field(
+    bm25_analyzer: Literal["auto", "english", "english_stop", "standard"] = Field(
         default="auto",
-        description="BM25 analyzer of new builds; auto: english for English docs where "
-        "Milvus has it, else standard.",
+        description="BM25 analyzer of new builds; auto: for English docs english where "
+        "Milvus has it, else english_stop; standard for other languages.",
     )
 
     # Retrieval
@@ -126,11 +127,11 @@ class Settings(BaseSettings):
         le=64,
         description="Each hybrid leg fetches this many times the candidates before fusing.",
     )
-    foreign_bm25_weight: float = Field(
-        default=1.5,
+    foreign_bm25_weight: float | None = Field(
+        default=None,
         ge=0,
         description="BM25 leg weight for a question not in the docs' language that was not "
-        "translated (no chat model): its words mostly miss the docs' words.",
+        "translated (no chat model); unset (auto): see rag_core.query_plan.foreign_weight.",
     )
     docs_language: str = Field(
         default="English",
@@ -155,11 +156,17 @@ class Settings(BaseSettings):
     )
 
     _docsets: tuple[DocSet, ...] = PrivateAttr(default=())
+    _git_tokens: GitTokens = PrivateAttr(default=GitTokens())
 
     @field_validator("embed_dim", "config", "git_ssh_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("foreign_bm25_weight", mode="before")
+    @classmethod
+    def _auto_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "auto") else value
 
     @field_validator("rerank_model")
     @classmethod
@@ -170,7 +177,7 @@ class Settings(BaseSettings):
     def _check_weights(self) -> Settings:
         if not (self.dense_weight or self.bm25_weight):
             raise ValueError("RAGBOT_DENSE_WEIGHT and RAGBOT_BM25_WEIGHT cannot both be 0")
-        if not (self.dense_weight or self.foreign_bm25_weight):
+        if not (self.dense_weight or self.foreign_bm25_weight is None or self.foreign_bm25_weight):
             raise ValueError("RAGBOT_DENSE_WEIGHT and RAGBOT_FOREIGN_BM25_WEIGHT cannot both be 0")
         return self
 
@@ -195,6 +202,7 @@ class Settings(BaseSettings):
             )
         else:
             self._docsets = load_docsets(self.config, collection=self.collection)
+        self._git_tokens = GitTokens.parse(self.git_token.get_secret_value())
         known = {d.name for d in self._docsets}
         for name in self.dm_docset_names:
             if name not in known:
@@ -208,6 +216,11 @@ class Settings(BaseSettings):
     def docsets(self) -> tuple[DocSet, ...]:
         """The doc sets of ``RAGBOT_CONFIG``, or the one folder of ``RAGBOT_DOCS_PATH``."""
         return self._docsets
+
+    @property
+    def git_tokens(self) -> GitTokens:
+        """``RAGBOT_GIT_TOKEN``, read per host (see :mod:`rag_core.sources.git_tokens`)."""
+        return self._git_tokens
 
     @property
     def dm_docset_names(self) -> tuple[str, ...]:

@@ -14,9 +14,11 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from rag_core import store_schema as rows
+from rag_core.log_filters import dropped
 
 COPIED_FIELDS = [rows.ID, rows.TEXT, rows.DENSE, *rows.METADATA_FIELDS]
 """What a copied row keeps; BM25 vectors are rebuilt by Milvus from the text."""
+ITERATOR_LOGGER = "pymilvus.client.iterator.query_iterator"
 
 
 def pages(
@@ -24,9 +26,11 @@ def pages(
 ) -> Iterator[list[dict]]:
     """Every row of ``version`` (loaded first), ``fields`` only, a page at a time."""
     client.load_collection(version, timeout=timeout)
-    iterator = client.query_iterator(
-        version, batch_size=rows_per_page, filter="", output_fields=fields, timeout=timeout
-    )
+    # Milvus Lite has no session timestamp to give; pymilvus warns and uses its own.
+    with dropped(ITERATOR_LOGGER, prefix="failed to get mvccTs"):
+        iterator = client.query_iterator(
+            version, batch_size=rows_per_page, filter="", output_fields=fields, timeout=timeout
+        )
     try:
         while page := iterator.next():
             yield page

@@ -34,8 +34,19 @@ PROP_REVISION_AT = "ragbot.source_revision_at"  # that commit's date, ISO 8601 U
 PROP_EMBED_REVISION = "ragbot.embed_revision"  # the embedder's files (rag_core.model_revision)
 PROP_ANALYZER = "ragbot.analyzer"  # the BM25 analyzer of ``text`` (rag_core.analyzers)
 
+ENGLISH_STOP_WORDS = (
+    *("a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into"),
+    *("is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then"),
+    *("there", "these", "they", "this", "to", "was", "will", "with"),
+)
+"""The stop words of Milvus' ``english`` analyzer (Lucene's English set)."""
+
 ANALYZER_PARAMS: dict[str, dict[str, Any]] = {
     "english": {"type": "english"},
+    "english_stop": {
+        "tokenizer": "standard",
+        "filter": ["lowercase", {"type": "stop", "stop_words": list(ENGLISH_STOP_WORDS)}],
+    },
     "standard": {"type": "standard"},
 }
 """The ``analyzer_params`` of each BM25 analyzer a build may use."""

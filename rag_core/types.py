@@ -148,6 +148,12 @@ class Embedder(Protocol):
         """Longest input in tokens; longer text is truncated before embedding."""
         ...
 
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model was trained on many languages, so that a question in one
+        lands near passages in another (Qwen3-Embedding); False when unknown."""
+        ...
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_documents(

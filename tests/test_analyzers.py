@@ -28,9 +28,12 @@ from rag_core.types import Chunk
     [
         ("auto", "English", Support.SUPPORTED, "english"),
         ("auto", "en", Support.SUPPORTED, "english"),
-        ("auto", "English", Support.REFUSED, "standard"),
+        ("auto", "English", Support.REFUSED, "english_stop"),
         ("auto", "French", Support.SUPPORTED, "standard"),
+        ("auto", "French", Support.REFUSED, "standard"),
         ("english", "English", Support.SUPPORTED, "english"),
+        ("english_stop", "English", None, "english_stop"),
+        ("english_stop", "French", None, "english_stop"),
         ("standard", "English", Support.SUPPORTED, "standard"),
         ("standard", "English", None, "standard"),
     ],
@@ -77,9 +80,10 @@ def test_milvus_lite_refuses_english_and_the_probe_leaves_nothing(client, caplog
 def test_the_chooser_asks_the_server_once(client):
     chooser = AnalyzerChooser(client, timeout=10)
     assert chooser.choose("standard", docs_language="English") == "standard"
-    assert CountingClient.probes == 0  # standard needs no answer
-    assert chooser.choose("auto", docs_language="English") == "standard"
-    assert chooser.choose("auto", docs_language="English") == "standard"
+    assert chooser.choose("english_stop", docs_language="English") == "english_stop"
+    assert CountingClient.probes == 0  # neither needs an answer
+    assert chooser.choose("auto", docs_language="English") == "english_stop"
+    assert chooser.choose("auto", docs_language="English") == "english_stop"
     assert CountingClient.probes == 1
     with pytest.raises(ConfigError):
         chooser.choose("english", docs_language="English")
@@ -95,11 +99,11 @@ def test_the_choice_is_recorded_with_the_build(client):
     store.insert(version, [chunk], np.array([[1.0, 0.0]], dtype=np.float32))
     store.publish(version)
     info = store.index_info()
-    assert info is not None and info.analyzer == "standard"
+    assert info is not None and info.analyzer == "english_stop"
     props = client.describe_collection(version)["properties"]
-    assert props["ragbot.analyzer"] == "standard"
+    assert props["ragbot.analyzer"] == "english_stop"
     found = store.search(query_vector=None, query_text="PARTITIONS", mode="bm25", limit=1)
-    assert [hit.chunk.text for hit in found] == [text]  # the standard analyzer lower-cases
+    assert [hit.chunk.text for hit in found] == [text]  # the standard tokenizer lower-cases
     with pytest.raises(ConfigError):
         store.create_version(embed_model="test/axes", dim=2, analyzer="english")
 
@@ -107,3 +111,42 @@ def test_the_choice_is_recorded_with_the_build(client):
 def test_an_unknown_analyzer_name_is_refused_by_the_schema():
     with pytest.raises(InputError):
         build_schema(4, analyzer="klingon")
+
+
+def _one_chunk_store(client: MilvusClient, name: str, texts: list[str], analyzer: str):
+    store = MilvusStore(client, collection=name)
+    version = store.create_version(embed_model="test/axes", dim=2, analyzer=analyzer)  # type: ignore[arg-type]
+    chunks = [
+        Chunk(
+            doc_path=f"{i}.md",
+            title="",
+            heading_path=(),
+            anchor="",
+            url="",
+            chunk_index=0,
+            text=text,
+        )
+        for i, text in enumerate(texts)
+    ]
+    store.insert(
+        version, chunks, np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(chunks), 1))
+    )
+    store.publish(version)
+    return store
+
+
+def test_english_stop_drops_english_stop_words_on_both_sides(client):
+    texts = ["The index of the collection is built.", "Partition keys route entities."]
+    plain = _one_chunk_store(client, "plain_docs", texts, "standard")
+    stopped = _one_chunk_store(client, "stopped_docs", texts, "english_stop")
+
+    def found(store: MilvusStore, query: str) -> list[str]:
+        hits = store.search(query_vector=None, query_text=query, mode="bm25", limit=2)
+        return [hit.chunk.text for hit in hits]
+
+    # "the" and "of" are words to standard, and match the first text; english_stop drops
+    # them from the docs and the question alike, and a question of them only finds
+    # nothing, without an error.
+    assert found(plain, "the of") == [texts[0]]
+    assert found(stopped, "the of") == []
+    assert found(stopped, "The PARTITION of keys") == [texts[1]]

@@ -149,6 +149,15 @@ def test_without_a_chat_model_bm25_reads_the_latin_terms_at_its_own_weight(store
     assert english is not None and english.fusion.bm25_weight == 0.8
 
 
+def test_by_default_a_multilingual_embedder_carries_an_untranslated_question(stores, tiny_embedder):
+    assert tiny_embedder.multilingual  # a Qwen3 embedder
+    pipeline = pipeline_for(stores, tiny_embedder, bm25_weight=0.4)
+    query = pipeline.retrieve(QUESTION).query
+    assert query is not None and not query.translated
+    assert query.fusion.bm25_weight == pytest.approx(0.2)
+    assert "|0.2|" in pipeline.cache_key  # answers cached under the weight in use
+
+
 def test_a_cjk_question_finds_its_latin_terms_with_bm25(stores, tiny_embedder):
     pipeline = pipeline_for(stores, tiny_embedder)
     for question, path in [

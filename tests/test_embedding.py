@@ -199,9 +199,31 @@ def test_load_embedder_picks_the_implementation(tiny_embedding_path, minilm_path
     )
     assert isinstance(qwen, Qwen3Embedder)
     assert (qwen.dim, qwen.instruction) == (32, "Find code")
+    assert qwen.multilingual
     generic = load_embedder(str(minilm_path), device="cpu", dtype="float32", max_length=8192)
     assert isinstance(generic, SentenceTransformerEmbedder)
     assert generic.dim == 384
+    assert not generic.multilingual  # a BERT trained on English
+
+
+def test_a_sentence_transformer_of_a_multilingual_family_says_so(minilm_path, tmp_path):
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
+    folder = tmp_path / "tiny-xlmr"
+    config = XLMRobertaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    XLMRobertaModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    embedder = load_embedder(str(folder), device="cpu", dtype="float32")
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert embedder.multilingual
+    assert embedder.embed_queries(["¿Cómo creo una partición?"]).shape == (1, 32)
 
 
 def test_packaged_fallback_is_the_minilm_folder(minilm_path):

@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from rag_core.settings import Settings
 from rag_core.sources.errors import SourceError
 from rag_core.sources.git_source import FileChanges, GitSource
 
@@ -478,6 +480,27 @@ def test_refused_token_is_explained_without_the_token(
     for secret in (*secret_forms(), "wrong-"):
         assert secret not in message
         assert secret not in argv_log.read_text()
+
+
+def test_a_token_per_host_reaches_its_host_only(
+    private_server: tuple[str, list[str]], origin: Origin, tmp_path: Path
+) -> None:
+    url, seen = private_server
+    port = urlsplit(url).port
+    other = "glpat-OtherHostsToken"
+    mine = Settings(
+        _env_file=None, git_token=f"gitlab.example.com={other},127.0.0.1:{port}={TOKEN}"
+    )
+
+    checkout = GitSource(url, cache_dir=tmp_path / "c", token=mine.git_tokens.for_url(url)).sync()
+    assert checkout.commit == origin.v2
+
+    seen.clear()
+    theirs = Settings(_env_file=None, git_token=f"gitlab.example.com={other}")
+    assert theirs.git_tokens.for_url(url) == ""
+    with pytest.raises(SourceError, match="RAGBOT_GIT_TOKEN"):
+        GitSource(url, cache_dir=tmp_path / "d", token=theirs.git_tokens.for_url(url)).sync()
+    assert seen and all(header == "" for header in seen)  # no other host's token was sent
 
 
 def test_password_in_url_is_sent_as_header_not_stored(

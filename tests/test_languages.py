@@ -12,7 +12,8 @@ from rag_core.languages import (
     looks_english,
     script_of_language,
 )
-from rag_core.query_plan import bm25_words, needs_translation, plan_query
+from rag_core.query_plan import bm25_words, foreign_weight, needs_translation, plan_query
+from rag_core.settings import Settings
 from rag_core.store_search import Fusion
 
 CHINESE = (
@@ -144,3 +145,18 @@ def test_a_blank_translation_is_no_translation():
         JAPANESE, docs_language="English", fusion=FUSION, foreign_bm25_weight=0.5, translation=" "
     )
     assert not query.translated and query.fusion.bm25_weight == 0.5
+
+
+def test_the_foreign_bm25_weight_follows_the_embedder_unless_set():
+    # A multilingual embedder carries the question: BM25 reads part of it, down-weighted.
+    assert foreign_weight(None, bm25_weight=0.3, multilingual=True) == pytest.approx(0.15)
+    # One that reads one language finds little for it: its Latin terms count more.
+    assert foreign_weight(None, bm25_weight=0.3, multilingual=False) == 1.5
+    assert foreign_weight(0.7, bm25_weight=0.3, multilingual=True) == 0.7
+    assert foreign_weight(0.0, bm25_weight=0.3, multilingual=False) == 0.0
+
+
+@pytest.mark.parametrize("value", ["auto", "", " AUTO "])
+def test_the_foreign_bm25_weight_setting_reads_auto_as_unset(value: str):
+    assert Settings(_env_file=None, foreign_bm25_weight=value).foreign_bm25_weight is None
+    assert Settings(_env_file=None, foreign_bm25_weight="0.4").foreign_bm25_weight == 0.4

@@ -3,6 +3,7 @@ every pass spans several, and requests counted by a proxy in front of the real c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
+from rag_core import store_schema as rows
 from rag_core.errors import InputError
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer
 from rag_core.store import MilvusStore
+from rag_core.store_scan import ITERATOR_LOGGER, pages
 from rag_core.types import Chunk, Embedder
 from tests.fixtures.counting_client import CountingClient
 
@@ -125,3 +128,26 @@ def test_a_reindex_reuses_stored_vectors_and_embeds_only_new_text(
     assert (
         sum(1 for h in after if h in before and np.allclose(after[h], before[h])) == len(before) - 1
     )
+
+
+def test_a_pass_over_milvus_lite_logs_no_timestamp_warning(
+    store: MilvusStore, counting: CountingClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    version, _ = build(store, [chunk("a.md", 0, "alpha"), chunk("b.md", 0, "beta")])
+    fields = [rows.CONTENT_HASH]
+    with caplog.at_level(logging.WARNING, logger=ITERATOR_LOGGER):
+        bare = counting.client.query_iterator(
+            version, batch_size=3, filter="", output_fields=fields
+        )
+        bare.close()
+        assert "mvccTs" in caplog.text  # what pymilvus says to Milvus Lite
+        caplog.clear()
+        assert (
+            sum(
+                len(page)
+                for page in pages(counting.client, version, fields, rows_per_page=3, timeout=10)
+            )
+            == 2
+        )
+        logging.getLogger(ITERATOR_LOGGER).warning("failed to get mvccTs, outside the pass")
+    assert [r.getMessage() for r in caplog.records] == ["failed to get mvccTs, outside the pass"]

@@ -63,7 +63,7 @@ def test_one_worker_process_answers_questions_side_by_side(
 class _Embedder:
     """Records how many calls run at once."""
 
-    model_id, dim, instruction, max_tokens = "probe", 4, "", 32
+    model_id, dim, instruction, max_tokens, multilingual = "probe", 4, "", 32, False
 
     def __init__(self) -> None:
         self.running = 0
