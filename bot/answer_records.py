@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -120,6 +120,60 @@ class AnswerRecord:
             raise ValueError(f"malformed answer record: {exc}") from exc
 
 
+class RecordBackend(Protocol):
+    """Where answer records live; :class:`AnswerRecords` validates and delegates."""
+
+    def put(self, record: AnswerRecord) -> None: ...
+
+    def get(self, job_id: str) -> AnswerRecord | None: ...
+
+
+class MemoryRecords:
+    """The last ``limit`` records, in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, AnswerRecord] = OrderedDict()
+
+    def put(self, record: AnswerRecord) -> None:
+        with self._lock:
+            self._records[record.job_id] = record
+            self._records.move_to_end(record.job_id)
+            while len(self._records) > self._limit:
+                self._records.popitem(last=False)
+
+    def get(self, job_id: str) -> AnswerRecord | None:
+        with self._lock:
+            return self._records.get(job_id)
+
+
+class RedisRecords:
+    """One JSON string per record for ``ttl_s`` seconds; an outage drops writes and
+    misses reads (logged once per outage)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, ttl_s: int) -> None:
+        self._redis = client
+        self._prefix = f"{prefix}{RECORD_KEY}"
+        self._ttl_s = ttl_s
+        self._outage = RedisOutageLog(log, "not keeping answer records")
+
+    def put(self, record: AnswerRecord) -> None:
+        key = self._prefix + record.job_id
+        self._outage.run(lambda: self._redis.set(key, record.to_json(), ex=self._ttl_s), None)
+
+    def get(self, job_id: str) -> AnswerRecord | None:
+        key = self._prefix + job_id
+        raw = self._outage.run(lambda: self._redis.get(key), None)
+        if raw is None:
+            return None
+        try:
+            return AnswerRecord.from_json(raw)
+        except ValueError as error:
+            log.warning("answer record %s unreadable: %s", job_id, error)
+            return None
+
+
 class AnswerRecords:
     """Answers by job id, in Redis when a client is given, else in this process."""
 
@@ -133,44 +187,17 @@ class AnswerRecords:
     ) -> None:
         if ttl_s < 1 or memory_limit < 1:
             raise ConfigError("Answer records need ttl_s and memory_limit of at least 1.")
-        self._redis = redis_client
-        self._prefix = prefix
         self.ttl_s = ttl_s
-        self._limit = memory_limit
-        self._outage = RedisOutageLog(log, "not keeping answer records")
-        self._lock = threading.Lock()
-        self._memory: OrderedDict[str, AnswerRecord] = OrderedDict()
+        self._backend: RecordBackend = (
+            MemoryRecords(memory_limit)
+            if redis_client is None
+            else RedisRecords(redis_client, prefix=prefix, ttl_s=ttl_s)
+        )
 
     def put(self, record: AnswerRecord) -> None:
         """Keep ``record`` (replacing an earlier one of the same job)."""
-        if self._redis is None:
-            with self._lock:
-                self._memory[record.job_id] = record
-                self._memory.move_to_end(record.job_id)
-                while len(self._memory) > self._limit:
-                    self._memory.popitem(last=False)
-            return
-        client = self._redis
-        key = self._key(record.job_id)
-        self._outage.run(lambda: client.set(key, record.to_json(), ex=self.ttl_s), None)
+        self._backend.put(record)
 
     def get(self, job_id: str) -> AnswerRecord | None:
         """The answer of ``job_id``; None when unknown, expired or Redis is down."""
-        if not job_id:
-            return None
-        if self._redis is None:
-            with self._lock:
-                return self._memory.get(job_id)
-        client = self._redis
-        key = self._key(job_id)
-        raw = self._outage.run(lambda: client.get(key), None)
-        if raw is None:
-            return None
-        try:
-            return AnswerRecord.from_json(raw)
-        except ValueError as error:
-            log.warning("answer record %s unreadable: %s", job_id, error)
-            return None
-
-    def _key(self, job_id: str) -> str:
-        return f"{self._prefix}{RECORD_KEY}{job_id}"
+        return self._backend.get(job_id) if job_id else None

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -62,34 +62,49 @@ class IndexStatus:
             raise ValueError(f"malformed index status: {exc}") from exc
 
 
-class IndexStatusStore:
-    """The last :class:`IndexStatus` of each doc set, in Redis when a client is given,
-    else here."""
-
-    def __init__(self, redis_client: redis.Redis | None, *, prefix: str = "ragbot:") -> None:
-        self._redis = redis_client
-        self._key = prefix + STATUS_KEY
-        self._lock = threading.Lock()
-        self._memory: dict[str, IndexStatus] = {}
+class StatusRecords(Protocol):
+    """Where the statuses live; :class:`IndexStatusStore` stamps and delegates."""
 
     def put(self, status: IndexStatus) -> None:
-        """Record ``status`` (stamped with ``recorded_at`` now); a Redis error is logged."""
-        stamped = IndexStatus(**{**asdict(status), "recorded_at": time.time()})
-        if self._redis is None:
-            with self._lock:
-                self._memory[status.docset] = stamped
-            return
+        """Record ``status`` as its doc set's latest; a backend error is logged."""
+        ...
+
+    def statuses(self) -> list[IndexStatus]:
+        """The latest status of each doc set, by name. Raises
+        :class:`IndexStatusUnavailable` when they cannot be read."""
+        ...
+
+
+class MemoryStatusRecords:
+    """:class:`StatusRecords` of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, IndexStatus] = {}
+
+    def put(self, status: IndexStatus) -> None:
+        with self._lock:
+            self._latest[status.docset] = status
+
+    def statuses(self) -> list[IndexStatus]:
+        with self._lock:
+            return [self._latest[name] for name in sorted(self._latest)]
+
+
+class RedisStatusRecords:
+    """:class:`StatusRecords` in the hash ``{prefix}index:docsets``."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self._key = prefix + STATUS_KEY
+
+    def put(self, status: IndexStatus) -> None:
         try:
-            self._redis.hset(self._key, status.docset, stamped.to_json())
+            self._redis.hset(self._key, status.docset, status.to_json())
         except redis.RedisError as error:
             log.warning("could not record the index status: %s", error)
 
     def statuses(self) -> list[IndexStatus]:
-        """The last status recorded for each doc set, by name; empty when none was.
-        Raises :class:`IndexStatusUnavailable` while Redis is down."""
-        if self._redis is None:
-            with self._lock:
-                return [self._memory[name] for name in sorted(self._memory)]
         try:
             raw = self._redis.hgetall(self._key)
         except redis.RedisError as error:
@@ -101,6 +116,27 @@ class IndexStatusStore:
             except ValueError as error:
                 log.warning("index status of %r unreadable: %s", name, error)
         return found
+
+
+class IndexStatusStore:
+    """The last :class:`IndexStatus` of each doc set, in Redis when a client is given,
+    else here."""
+
+    def __init__(self, redis_client: redis.Redis | None, *, prefix: str = "ragbot:") -> None:
+        self._records: StatusRecords = (
+            MemoryStatusRecords()
+            if redis_client is None
+            else RedisStatusRecords(redis_client, prefix=prefix)
+        )
+
+    def put(self, status: IndexStatus) -> None:
+        """Record ``status`` (stamped with ``recorded_at`` now); a Redis error is logged."""
+        self._records.put(IndexStatus(**{**asdict(status), "recorded_at": time.time()}))
+
+    def statuses(self) -> list[IndexStatus]:
+        """The last status recorded for each doc set, by name; empty when none was.
+        Raises :class:`IndexStatusUnavailable` while Redis is down."""
+        return self._records.statuses()
 
     def record_served(self, status: IndexStatus) -> None:
         """Record the served index of ``status.docset`` (at worker start-up, or after a

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
@@ -61,6 +62,58 @@ def _seconds(ms: float) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
+class Windows(Protocol):
+    """Where the accepted questions of each user are counted."""
+
+    def allow(self, user_id: str, limit: int, window_s: float) -> RateDecision:
+        """Count one question by ``user_id`` if fewer than ``limit`` were accepted in the
+        last ``window_s`` seconds."""
+        ...
+
+
+class MemoryWindows:
+    """:class:`Windows` of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accepted: dict[str, deque[float]] = {}  # user -> time.monotonic() stamps
+
+    def allow(self, user_id: str, limit: int, window_s: float) -> RateDecision:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._accepted) > 10_000:  # forget users idle for a whole window
+                horizon = now - window_s
+                self._accepted = {u: d for u, d in self._accepted.items() if d and d[-1] > horizon}
+            stamps = self._accepted.setdefault(user_id, deque())
+            while stamps and stamps[0] <= now - window_s:
+                stamps.popleft()
+            if len(stamps) < limit:
+                stamps.append(now)
+                return ALLOWED
+            return RateDecision(False, _seconds((stamps[0] + window_s - now) * 1000))
+
+
+class RedisWindows:
+    """:class:`Windows` every replica shares (see the module docstring); while Redis is
+    unavailable every question is allowed (logged once per outage)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._prefix = f"{prefix}{RATELIMIT_KEY}"
+        self._script = client.register_script(_SLIDING_WINDOW_LUA)
+        self._outage = RedisOutageLog(log, "not rate-limiting questions")
+
+    def allow(self, user_id: str, limit: int, window_s: float) -> RateDecision:
+        window_ms = max(1, round(window_s * 1000))
+
+        def call() -> RateDecision:
+            allowed, wait_ms = self._script(
+                keys=[f"{self._prefix}{user_id}"], args=[limit, window_ms, uuid.uuid4().hex]
+            )
+            return ALLOWED if int(allowed) else RateDecision(False, _seconds(int(wait_ms)))
+
+        return self._outage.run(call, ALLOWED)
+
+
 class RateLimiter:
     """At most ``limit`` questions per user in any ``window_s`` seconds; ``limit <= 0``
     turns the limit off. Backed by Redis when a client is given, else per-process.
@@ -78,11 +131,9 @@ class RateLimiter:
             raise ConfigError(f"The rate-limit window must be positive, got {window_s} s.")
         self.limit = limit
         self.window_s = window_s
-        self._prefix = f"{prefix}{RATELIMIT_KEY}"
-        self._script = redis_client.register_script(_SLIDING_WINDOW_LUA) if redis_client else None
-        self._outage = RedisOutageLog(log, "not rate-limiting questions")
-        self._lock = threading.Lock()
-        self._accepted: dict[str, deque[float]] = {}  # user -> time.monotonic() stamps
+        self._windows: Windows = (
+            MemoryWindows() if redis_client is None else RedisWindows(redis_client, prefix=prefix)
+        )
 
     @property
     def enabled(self) -> bool:
@@ -92,30 +143,4 @@ class RateLimiter:
         """Count one question by ``user_id`` if the limit allows it (side effect: recorded)."""
         if not self.enabled:
             return ALLOWED
-        script = self._script
-        if script is None:
-            return self._allow_local(user_id)
-        window_ms = max(1, round(self.window_s * 1000))
-
-        def call() -> RateDecision:
-            allowed, wait_ms = script(
-                keys=[f"{self._prefix}{user_id}"],
-                args=[self.limit, window_ms, uuid.uuid4().hex],
-            )
-            return ALLOWED if int(allowed) else RateDecision(False, _seconds(int(wait_ms)))
-
-        return self._outage.run(call, ALLOWED)
-
-    def _allow_local(self, user_id: str) -> RateDecision:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._accepted) > 10_000:  # forget users idle for a whole window
-                horizon = now - self.window_s
-                self._accepted = {u: d for u, d in self._accepted.items() if d and d[-1] > horizon}
-            stamps = self._accepted.setdefault(user_id, deque())
-            while stamps and stamps[0] <= now - self.window_s:
-                stamps.popleft()
-            if len(stamps) < self.limit:
-                stamps.append(now)
-                return ALLOWED
-            return RateDecision(False, _seconds((stamps[0] + self.window_s - now) * 1000))
+        return self._windows.allow(user_id, self.limit, self.window_s)

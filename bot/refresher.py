@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 
@@ -28,26 +29,50 @@ REFRESH_KEY = "refresh:started"  # under the prefix
 TICK_S = 60.0
 
 
-class RefreshSchedule:
+class RefreshSchedule(Protocol):
     """When each doc set's last refresh began."""
 
-    def __init__(self, client: redis.Redis | None, *, prefix: str) -> None:
-        self._redis = client
-        self._key = prefix + REFRESH_KEY
-        self._memory: dict[str, float] = {}
+    def started(self, docset: str) -> float:
+        """Unix time of the last refresh of ``docset``; 0 when never."""
+        ...
+
+    def mark(self, docset: str, at: float) -> None: ...
+
+
+class MemoryRefreshSchedule:
+    """A :class:`RefreshSchedule` of this process."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
 
     def started(self, docset: str) -> float:
-        """Unix time of the last refresh of ``docset``; 0 when never (or unreadable)."""
-        if self._redis is None:
-            return self._memory.get(docset, 0.0)
+        return self._started.get(docset, 0.0)
+
+    def mark(self, docset: str, at: float) -> None:
+        self._started[docset] = at
+
+
+class RedisRefreshSchedule:
+    """A :class:`RefreshSchedule` every worker process shares (a Redis hash); Redis
+    errors pass to the refresher, which logs them and tries again next tick."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self._key = prefix + REFRESH_KEY
+
+    def started(self, docset: str) -> float:
         raw = self._redis.hget(self._key, docset)
         return float(raw) if raw is not None else 0.0
 
     def mark(self, docset: str, at: float) -> None:
-        if self._redis is None:
-            self._memory[docset] = at
-            return
         self._redis.hset(self._key, docset, repr(at))
+
+
+def refresh_schedule(client: redis.Redis | None, *, prefix: str) -> RefreshSchedule:
+    """The schedule on ``client``, or in this process when it is None."""
+    if client is None:
+        return MemoryRefreshSchedule()
+    return RedisRefreshSchedule(client, prefix=prefix)
 
 
 class DocSetRefresher:

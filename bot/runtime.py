@@ -11,7 +11,7 @@ import redis
 
 from bot.answer_records import AnswerRecords
 from bot.answer_stats import AnswerStats
-from bot.conversation_state import ReindexLock, ThreadRegistry
+from bot.conversation_state import reindex_lock, thread_registry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
 from bot.health import Health, redis_check
@@ -127,8 +127,8 @@ def build_services(
         feedback=FeedbackStore(client, prefix=prefix),
         answers=AnswerRecords(client, prefix=prefix),
         shares=shared_answers(client, prefix=prefix),
-        threads=ThreadRegistry(client, prefix=prefix),
-        reindex_lock=ReindexLock(client, prefix=prefix),
+        threads=thread_registry(client, prefix=prefix),
+        reindex_lock=reindex_lock(client, prefix=prefix),
         metrics=BotMetrics(),
         stats=AnswerStats(client, prefix=prefix),
         index_status=IndexStatusStore(client, prefix=prefix),

@@ -14,7 +14,7 @@ from bot.lifecycle import termination_signals, wait_until_set
 from bot.metrics_server import start_exporter
 from bot.posting import ThreadPoster
 from bot.private_answers import PrivateAnswers
-from bot.refresher import DocSetRefresher, RefreshSchedule
+from bot.refresher import DocSetRefresher, refresh_schedule
 from bot.reindexing import ReindexHandler, record_served_index
 from bot.runtime import Runtime, build_runtime
 from bot.settings import BotSettings
@@ -160,7 +160,7 @@ def start_worker_pool(
         settings.docsets,
         queue=services.queue,
         lock=services.reindex_lock,
-        schedule=RefreshSchedule(runtime.redis, prefix=settings.redis_prefix),
+        schedule=refresh_schedule(runtime.redis, prefix=settings.redis_prefix),
     )
     pool = WorkerPool(
         workers,

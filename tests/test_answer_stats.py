@@ -22,12 +22,10 @@ from rag_core.errors import InputError
 DAY_S = 86_400
 
 
-@pytest.fixture(params=["redis", "memory"])
-def stats(request: pytest.FixtureRequest) -> AnswerStats:
-    if request.param == "memory":
-        return AnswerStats(None)
-    client = request.getfixturevalue("redis_client")
-    return AnswerStats(client, prefix=request.getfixturevalue("redis_prefix"))
+@pytest.fixture
+def stats(redis_or_memory) -> AnswerStats:
+    client, prefix = redis_or_memory
+    return AnswerStats(client, prefix=prefix)
 
 
 def test_answers_are_counted_by_kind_and_gaps_grouped_most_asked_first(stats: AnswerStats):

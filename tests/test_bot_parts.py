@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot.conversation_state import ThreadRegistry
+from bot.conversation_state import thread_registry
 from bot.jobs import AskJob
 from bot.listeners.events.message import is_question
 from bot.local_queue import InMemoryJobQueue
@@ -22,7 +22,7 @@ class _Services:
     """Just what ``is_question`` reads."""
 
     def __init__(self) -> None:
-        self.threads = ThreadRegistry(None, prefix="t:")
+        self.threads = thread_registry(None, prefix="t:")
 
 
 @pytest.mark.parametrize(

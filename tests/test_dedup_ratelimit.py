@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from bot.conversation_state import ThreadRegistry
+from bot.conversation_state import thread_registry
 from bot.dedup import EventDeduplicator
 from bot.feedback import FeedbackStore
 from bot.ratelimit import RateLimiter
@@ -19,12 +19,10 @@ from rag_core.errors import InputError
 from tests.fixtures.redis_db import RedisServerProcess, _free_port
 
 
-@pytest.fixture(params=["redis", "memory"])
-def backend(request: pytest.FixtureRequest) -> tuple[redis.Redis | None, str]:
+@pytest.fixture
+def backend(redis_or_memory) -> tuple[redis.Redis | None, str]:
     """The Redis client (``None`` for the in-memory variant) and the key prefix."""
-    if request.param == "memory":
-        return None, "unused:"
-    return request.getfixturevalue("redis_client"), request.getfixturevalue("redis_prefix")
+    return redis_or_memory
 
 
 def warnings_from(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
@@ -117,7 +115,7 @@ def test_redis_refusing_writes_is_an_outage_for_every_fallback(
         client.execute_command("REPLICAOF", "127.0.0.1", str(_free_port()))
     dedup = EventDeduplicator(client)
     limiter = RateLimiter(client, limit=1, window_s=60)
-    threads = ThreadRegistry(client, prefix="ragbot:")
+    threads = thread_registry(client, prefix="ragbot:")
     try:
         with caplog.at_level(logging.WARNING):
             assert all(dedup.first_time("event:Ev1") for _ in range(2))

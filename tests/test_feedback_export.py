@@ -152,12 +152,10 @@ def test_a_thumbs_up_in_slack_becomes_an_eval_question(
     assert report["n"] == 1 and report["modes"]
 
 
-@pytest.fixture(params=["redis", "memory"])
-def store(request: pytest.FixtureRequest) -> FeedbackStore:
-    if request.param == "memory":
-        return FeedbackStore(None)
-    client = request.getfixturevalue("redis_client")
-    return FeedbackStore(client, prefix=request.getfixturevalue("redis_prefix"))
+@pytest.fixture
+def store(redis_or_memory) -> FeedbackStore:
+    client, prefix = redis_or_memory
+    return FeedbackStore(client, prefix=prefix)
 
 
 def test_each_users_latest_vote_is_exported_with_its_reason(store: FeedbackStore):

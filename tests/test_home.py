@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from bot.answer_stats import AnswerStats, WeekStats
-from bot.conversation_state import ReindexLock
+from bot.conversation_state import reindex_lock
 from bot.home import HOME_REINDEX, home_view
 from bot.index_status import IndexStatus, IndexStatusStore, IndexStatusUnavailable
 from bot.jobs import ReindexJob, new_job_id
@@ -171,7 +172,7 @@ def test_a_finished_reindex_is_recorded_with_who_started_it(
         ),
         stores=stores,
         client=slack_client,
-        lock=ReindexLock(redis_client, prefix=redis_prefix),
+        lock=reindex_lock(redis_client, prefix=redis_prefix),
         index_status=status,
     )
     job = ReindexJob(job_id=new_job_id(), user="U7", channel="D7")
@@ -220,3 +221,21 @@ def test_home_view_names_each_doc_set_and_its_commit():
     text = text_of(view)
     assert "• *docs*: 56 documents, 1,234 chunks" in text
     assert f"• *wiki*: 40 chunks, commit `0123456` of <!date^{int(NOW - 7200)}^" in text
+
+
+def test_each_doc_set_keeps_its_latest_status_stamped(redis_or_memory):
+    client, prefix = redis_or_memory
+    store = IndexStatusStore(client, prefix=prefix)
+    before = time.time()
+    store.put(dataclasses.replace(INDEX, docset="zeta"))
+    store.put(INDEX)
+    newer = dataclasses.replace(INDEX, version="docs__v20250102_def", chunks=1300)
+    store.put(newer)
+    found = store.statuses()
+    assert [(s.docset, s.version) for s in found] == [
+        (INDEX.docset, newer.version),
+        ("zeta", INDEX.version),
+    ]
+    assert all(s.recorded_at >= before for s in found)
+    store.record_served(dataclasses.replace(newer, built_by="", documents=None))
+    assert store.statuses()[0].built_by == "U42", "the same version keeps who built it"

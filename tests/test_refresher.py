@@ -7,11 +7,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bot.conversation_state import ReindexLock
+from bot.conversation_state import ReindexLock, reindex_lock
 from bot.index_status import IndexStatusStore
 from bot.jobs import ReindexJob
 from bot.queue import RedisJobQueue
-from bot.refresher import DocSetRefresher, RefreshSchedule
+from bot.refresher import DocSetRefresher, refresh_schedule
 from rag_core.docsets import DocSet
 from tests.fixtures.bot_stack import bot_settings, env_name
 from tests.fixtures.slack_events import wait_for_answer
@@ -24,8 +24,8 @@ ON_DEMAND = DocSet("handbook", "folder", "handbook", "c_handbook")
 
 def refresher(redis_client, prefix: str) -> tuple[DocSetRefresher, RedisJobQueue, ReindexLock]:
     queue = RedisJobQueue(redis_client, prefix=prefix)
-    lock = ReindexLock(redis_client, prefix=prefix)
-    schedule = RefreshSchedule(redis_client, prefix=prefix)
+    lock = reindex_lock(redis_client, prefix=prefix)
+    schedule = refresh_schedule(redis_client, prefix=prefix)
     made = DocSetRefresher([HOURLY, DAILY, ON_DEMAND], queue=queue, lock=lock, schedule=schedule)
     return made, queue, lock
 
@@ -90,8 +90,8 @@ def test_a_new_commit_is_refreshed_into_the_answers(
     refresh = DocSetRefresher(  # as a worker process runs it beside its workers
         settings.docsets,
         queue=RedisJobQueue(redis_client, prefix=prefix),
-        lock=ReindexLock(redis_client, prefix=prefix),
-        schedule=RefreshSchedule(redis_client, prefix=prefix),
+        lock=reindex_lock(redis_client, prefix=prefix),
+        schedule=refresh_schedule(redis_client, prefix=prefix),
     )
     status = IndexStatusStore(redis_client, prefix=prefix)
 
@@ -108,3 +108,14 @@ def test_a_new_commit_is_refreshed_into_the_answers(
     assert "Seal sightings" in str(answer["blocks"])
     assert git(repo, "rev-parse", "HEAD") == commit
     assert Path(settings.data_dir, "git", "wiki").is_dir()  # the clone is kept for next time
+
+
+def test_a_schedule_remembers_when_each_refresh_began(redis_or_memory) -> None:
+    client, prefix = redis_or_memory
+    schedule = refresh_schedule(client, prefix=prefix)
+    assert schedule.started("docs") == 0.0
+    schedule.mark("docs", 1_764_561_234.125)
+    assert schedule.started("docs") == 1_764_561_234.125
+    assert schedule.started("other") == 0.0
+    if client is not None:  # shared by every worker process
+        assert refresh_schedule(client, prefix=prefix).started("docs") == 1_764_561_234.125

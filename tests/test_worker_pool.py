@@ -157,8 +157,8 @@ def test_drain_logs_the_in_memory_jobs_it_leaves_behind(
 
 
 def test_the_refresher_runs_beside_the_workers_and_stops_before_the_drain(slack_api) -> None:
-    from bot.conversation_state import ReindexLock
-    from bot.refresher import DocSetRefresher, RefreshSchedule
+    from bot.conversation_state import reindex_lock
+    from bot.refresher import DocSetRefresher, refresh_schedule
     from rag_core.docsets import DocSet
 
     refreshes, _ = memory_parts()  # where the refresher queues (no worker takes from it here)
@@ -166,8 +166,8 @@ def test_the_refresher_runs_beside_the_workers_and_stops_before_the_drain(slack_
     refresher = DocSetRefresher(
         [DocSet("wiki", "git", "repo", "c_wiki", refresh_s=3600.0)],
         queue=refreshes,
-        lock=ReindexLock(None, prefix="t:"),
-        schedule=RefreshSchedule(None, prefix="t:"),
+        lock=reindex_lock(None, prefix="t:"),
+        schedule=refresh_schedule(None, prefix="t:"),
         tick_s=0.05,
     )
     worker = build_worker(slack_api, queue=queue, ledger=ledger, name="a")
