@@ -23,8 +23,7 @@ from bot.worker import Worker, default_consumer_name
 from bot.worker_pool import WorkerPool
 from rag_core.build_lock import BuildLocks, FileBuildLocks, RedisBuildLocks
 from rag_core.cache import AnswerCache, QueryEmbeddingCache, TranslationCache
-from rag_core.commands import build_pipeline
-from rag_core.components import Models, load_models, open_stores
+from rag_core.components import Models, build_pipeline, load_models, open_stores
 from rag_core.docset_index import DocSetIndexer
 from rag_core.errors import ConfigError
 from rag_core.model_batching import batch_across_threads

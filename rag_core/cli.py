@@ -127,7 +127,8 @@ def _cmd_docsets(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.commands import build_cli_pipeline, format_answer
+    from rag_core.commands import format_answer
+    from rag_core.components import build_cli_pipeline
     from rag_core.questions import validate_question
 
     validate_question(args.question, max_chars=settings.max_question_chars)

@@ -9,16 +9,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rag_core.components import Models, load_models, open_build_locks, open_stores
+from rag_core.components import (
+    Models,
+    build_cli_pipeline,
+    build_pipeline,
+    load_models,
+    open_build_locks,
+    open_stores,
+)
 from rag_core.docset_index import DocSetBuild, DocSetIndexer, format_revision
-from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet, select_docsets
 from rag_core.errors import IndexMismatchError, InputError, RagbotError
 from rag_core.eval_tables import format_report
 from rag_core.evaluation import evaluate, load_questions, report
-from rag_core.generation import ChatGenerator, build_openai_client
 from rag_core.ingest.indexer import IndexProgress, IndexSummary
-from rag_core.pipeline import RagPipeline
 from rag_core.settings import Settings
 from rag_core.types import Answer, AnswerKind
 
@@ -156,32 +160,6 @@ def format_summary(summary: IndexSummary) -> str:
         if summary.skipped > 20:
             lines.append(f"  ... and {summary.skipped - 20:,} more")
     return "\n".join(lines)
-
-
-def build_pipeline(settings: Settings, models: Models, stores: DocSetStores) -> RagPipeline:
-    generator = None
-    if settings.llm_enabled:
-        client = build_openai_client(
-            api_key=settings.openai_api_key,
-            base_url=settings.llm_base_url,
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-        )
-        generator = ChatGenerator(
-            client, model=settings.llm_model, temperature=settings.llm_temperature
-        )
-    return RagPipeline(
-        settings,
-        embedder=models.embedder,
-        reranker=models.reranker,
-        stores=stores,
-        generator=generator,
-    )
-
-
-def build_cli_pipeline(settings: Settings) -> tuple[RagPipeline, list[str]]:
-    models = load_models(settings)
-    return build_pipeline(settings, models, open_stores(settings)), models.notices
 
 
 def format_answer(answer: Answer) -> str:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from rag_core.build_lock import BuildLocks, build_locks
 from rag_core.docset_stores import DocSetStores
 from rag_core.errors import ModelLoadError
+from rag_core.generation import ChatGenerator, build_openai_client
+from rag_core.pipeline import RagPipeline
 from rag_core.settings import DEFAULT_EMBED_MODEL, Settings
 from rag_core.types import Embedder, Reranker
 
@@ -126,3 +128,32 @@ def open_stores(settings: Settings) -> DocSetStores:
 def open_build_locks(settings: Settings) -> BuildLocks:
     """The doc sets' build locks: in Redis when it is configured, else files."""
     return build_locks(settings.redis_url, prefix=settings.redis_prefix, data_dir=settings.data_dir)
+
+
+def build_pipeline(settings: Settings, models: Models, stores: DocSetStores) -> RagPipeline:
+    """The question path on loaded ``models`` and open ``stores``, with the chat model the
+    settings name (none: extractive answers)."""
+    generator = None
+    if settings.llm_enabled:
+        client = build_openai_client(
+            api_key=settings.openai_api_key,
+            base_url=settings.llm_base_url,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
+        generator = ChatGenerator(
+            client, model=settings.llm_model, temperature=settings.llm_temperature
+        )
+    return RagPipeline(
+        settings,
+        embedder=models.embedder,
+        reranker=models.reranker,
+        stores=stores,
+        generator=generator,
+    )
+
+
+def build_cli_pipeline(settings: Settings) -> tuple[RagPipeline, list[str]]:
+    """Models, stores and pipeline for one command; with the notices about the models."""
+    models = load_models(settings)
+    return build_pipeline(settings, models, open_stores(settings)), models.notices

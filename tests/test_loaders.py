@@ -10,12 +10,10 @@ from rag_core.errors import InputError, RagbotError
 from rag_core.ingest.formats import convert_source, split_front_matter
 from rag_core.ingest.loaders import (
     SUPPORTED_SUFFIXES,
-    SkippedFile,
     find_source_files,
-    iter_documents,
     load_documents,
+    read_documents,
 )
-from rag_core.types import Document
 
 SHARED_DOCS = Path("/work/shared/data/milvus_docs/en")
 
@@ -78,7 +76,7 @@ def test_front_matter_gives_id_and_title_and_is_removed(tmp_path: Path) -> None:
     assert "summary:" not in doc.text and "---" not in doc.text
 
 
-def test_front_matter_simple_yaml_subset() -> None:
+def test_front_matter_is_yaml() -> None:
     meta, rest = split_front_matter(
         "---\ntitle: 'It''s here'\nid: \"a\\\"b\"\nSummary: >\n  folded\n  lines\n---\nText"
     )
@@ -88,6 +86,12 @@ def test_front_matter_simple_yaml_subset() -> None:
     assert split_front_matter(unclosed) == ({}, unclosed)
     rst_title = "-----\nTitle\n-----\n\nText"
     assert split_front_matter(rst_title) == ({}, rst_title)
+    over_lined = "---\nTitle\n---\n\nText"  # a scalar, not a mapping
+    assert split_front_matter(over_lined) == ({}, over_lined)
+    broken = "---\ntitle: [unclosed\n---\nText"
+    assert split_front_matter(broken) == ({}, broken)
+    meta, _ = split_front_matter("---\ndeprecate: true\ntags:\n  - a\nweight: 3\nslug:\n---\n")
+    assert meta == {"deprecate": "true", "weight": "3", "slug": ""}
 
 
 def test_title_falls_back_to_h1_then_file_name(tmp_path: Path) -> None:
@@ -157,16 +161,17 @@ def test_single_unsupported_file_is_an_input_error(tmp_path: Path) -> None:
         load_documents(path)
 
 
-def test_iter_documents_yields_in_order_with_skips(tmp_path: Path) -> None:
+def test_documents_are_read_in_order_with_skips_and_progress(tmp_path: Path) -> None:
     write(tmp_path, "a.md", "Alpha.")
     write(tmp_path, "b.md", b"\x00\x01")
     write(tmp_path, "c.md", "Gamma.")
-    assert find_source_files(tmp_path).paths == tuple(
-        tmp_path / n for n in ("a.md", "b.md", "c.md")
-    )
-    results = list(iter_documents(tmp_path))
-    assert [type(result) for result in results] == [Document, SkippedFile, Document]
-    assert [result.path for result in results] == ["a.md", "b.md", "c.md"]
+    sources = find_source_files(tmp_path)
+    assert sources.paths == tuple(tmp_path / n for n in ("a.md", "b.md", "c.md"))
+    seen: list[tuple[int, int]] = []
+    report = read_documents(sources.paths, sources.base, each=lambda *step: seen.append(step))
+    assert [doc.path for doc in report.documents] == ["a.md", "c.md"]
+    assert [skip.path for skip in report.skipped] == ["b.md"]
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 
 def test_rst_titles_become_headings_by_order_of_adornment_style() -> None:

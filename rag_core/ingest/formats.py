@@ -3,7 +3,7 @@
 Markdown keeps its syntax; MDX loses its ``import``/``export`` statements and lines that
 hold nothing but JSX or HTML tags; reStructuredText and HTML are converted (see
 :mod:`rag_core.ingest.rst_format` and :mod:`rag_core.ingest.html_format`). YAML front
-matter is read by hand for the simple ``key: value`` subset, so no YAML library is needed.
+matter is read with PyYAML's safe loader.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import yaml
 
 from rag_core.ingest.html_format import markdown_from_html
 from rag_core.ingest.rst_format import markdown_from_rst
@@ -44,9 +46,6 @@ _HTML_ELEMENTS = frozenset(
 _TAG_REPLACEMENT = MappingProxyType({"code": "`", "tt": "`", "br": " "})
 _MDX_COMMENT_LINE = re.compile(r"^\s*\{/\*.*\*/\}\s*$")
 _ESM_START = re.compile(r"^(?:import|export)\b")
-_FRONT_MATTER_KEY = re.compile(r"^([A-Za-z0-9_.-]+)[ \t]*:(?:[ \t]+(.*))?$")
-_BLOCK_SCALAR = re.compile(r"^[>|][+-]?$")
-_YAML_COMMENT = re.compile(r"[ \t]+#.*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,57 +131,35 @@ def first_h1(text: str) -> str:
 def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     """Split leading YAML front matter (``---`` ... ``---``) from the text.
 
-    Returns the top-level ``key: value`` pairs (keys lower-cased, quotes and trailing
-    comments stripped, folded ``>``/``|`` scalars joined by spaces) and the remaining
-    text. A block that does not look like YAML, e.g. a reStructuredText over-lined title,
-    is left in the text.
+    Returns the top-level scalar values as one-line strings (keys lower-cased; lists and
+    mappings left out) and the remaining text. A block that is not a YAML mapping, e.g.
+    a reStructuredText over-lined title, or not valid YAML, is left in the text.
     """
     lines = text.split("\n")
     if not lines or lines[0].rstrip() != "---":
         return {}, text
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in ("---", "...")), 0)
-    block = lines[1:end]
-    if not end or not all(_looks_like_yaml(line) for line in block):
+    if not end:
         return {}, text
-    return _parse_simple_yaml(block), "\n".join(lines[end + 1 :])
+    try:
+        parsed = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(parsed, dict):
+        return {}, text
+    meta = {str(key).lower(): _one_line(value) for key, value in parsed.items()}
+    return {k: v for k, v in meta.items() if v is not None}, "\n".join(lines[end + 1 :])
 
 
-def _looks_like_yaml(line: str) -> bool:
-    stripped = line.strip()
-    return (
-        not stripped
-        or stripped.startswith(("#", "- "))
-        or line[:1] in (" ", "\t")
-        or _FRONT_MATTER_KEY.match(line) is not None
-    )
-
-
-def _parse_simple_yaml(block: Sequence[str]) -> dict[str, str]:
-    meta: dict[str, str] = {}
-    for index, line in enumerate(block):
-        match = _FRONT_MATTER_KEY.match(line)
-        if match is None:
-            continue
-        value = (match.group(2) or "").strip()
-        if _BLOCK_SCALAR.match(value):
-            continuation: list[str] = []
-            for following in block[index + 1 :]:
-                if following.strip() and following[:1] not in (" ", "\t"):
-                    break
-                continuation.append(following.strip())
-            value = " ".join(part for part in continuation if part)
-        else:
-            value = _unquote(value)
-        meta[match.group(1).lower()] = value
-    return meta
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if len(value) >= 2 and value[0] == value[-1] == "'":
-        return value[1:-1].replace("''", "'")
-    return _YAML_COMMENT.sub("", value).strip()
+def _one_line(value: object) -> str | None:
+    """A scalar as one line of text (``true``, not ``True``); None for a list or mapping."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return None
+    return " ".join(str(value).split())
 
 
 def strip_html_tags(text: str) -> str:

@@ -36,7 +36,7 @@ from rag_core.ingest.loaders import (
     LoadReport,
     SkippedFile,
     find_source_files,
-    read_document,
+    read_documents,
 )
 from rag_core.store import IndexInfo, MilvusStore
 from rag_core.types import Chunk, Document, Embedder, ProgressCallback
@@ -453,16 +453,10 @@ def load_paths(
 def _read_all(
     paths: Sequence[Path], base: Path, notify: ProgressSink, *, ignored: int
 ) -> LoadReport:
-    report = LoadReport(ignored=ignored)
-    notify(IndexProgress("loading", 0, len(paths)))
-    for done, path in enumerate(paths, start=1):
-        result = read_document(path, base)
-        if isinstance(result, SkippedFile):
-            report.skipped.append(result)
-        else:
-            report.documents.append(result)
-        notify(IndexProgress("loading", done, len(paths)))
-    return report
+    def each(done: int, total: int) -> None:
+        notify(IndexProgress("loading", done, total))
+
+    return read_documents(paths, base, ignored=ignored, each=each)
 
 
 def _unchanged(

@@ -9,7 +9,7 @@ one bad file never stops an indexing run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,26 +105,35 @@ def read_document(path: Path, base: Path) -> Document | SkippedFile:
     )
 
 
-def iter_documents(root: Path) -> Iterator[Document | SkippedFile]:
-    """Yield each supported file under ``root`` as a Document or SkippedFile, in order."""
-    sources = find_source_files(root)
-    for path in sources.paths:
-        yield read_document(path, sources.base)
-
-
 def load_documents(root: Path) -> LoadReport:
     """Read every supported file under ``root`` (a folder or one file) into a report.
 
     Raises :class:`InputError` for a missing path; an empty folder gives an empty report.
     """
     sources = find_source_files(root)
-    report = LoadReport(ignored=sources.ignored)
-    for path in sources.paths:
-        result = read_document(path, sources.base)
+    return read_documents(sources.paths, sources.base, ignored=sources.ignored)
+
+
+def read_documents(
+    paths: Sequence[Path],
+    base: Path,
+    *,
+    ignored: int = 0,
+    each: Callable[[int, int], None] | None = None,
+) -> LoadReport:
+    """Read ``paths`` (files under ``base``) in order into a report; ``each(done, total)``
+    is called before the first file and after every one, for progress."""
+    report = LoadReport(ignored=ignored)
+    if each is not None:
+        each(0, len(paths))
+    for done, path in enumerate(paths, start=1):
+        result = read_document(path, base)
         if isinstance(result, SkippedFile):
             report.skipped.append(result)
         else:
             report.documents.append(result)
+        if each is not None:
+            each(done, len(paths))
     return report
 
 

@@ -1,0 +1,160 @@
+"""BM25 analyzers compared on a questions file: recall@5 and MRR@10 per script.
+
+    .venv/bin/python bench/compare_analyzers.py --milvus COPY/milvus.db --collection ALIAS
+        --questions questions.jsonl [--model PATH_OR_ID] [--candidates 40]
+
+Copies the published version of a ready index (text, vectors, metadata) into one
+throwaway collection per analyzer of ``rag_core.store_schema.ANALYZER_PARAMS`` (an
+analyzer this Milvus refuses is reported and skipped; the copies are dropped at the end),
+then searches every answerable question as ``RagPipeline.retrieve`` does with the default
+settings: planned by :func:`rag_core.query_plan.plan_query`, the dense leg from the index
+itself, the BM25 leg from each copy, fused with the default weights. Work on a copy of a
+Milvus Lite file: Lite allows one process per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from pymilvus import MilvusClient, MilvusException
+from sweep_fusion import SPLITS, print_table, scores
+
+from rag_core import store_scan
+from rag_core import store_schema as rows
+from rag_core.embedding import load_embedder, packaged_fallback_model_path
+from rag_core.languages import detect_script
+from rag_core.log_filters import dropped
+from rag_core.milvus_client import open_client
+from rag_core.query_plan import SearchQuery, foreign_weight, fusion_of, plan_query
+from rag_core.settings import Settings
+from rag_core.store import MilvusStore
+from rag_core.store_search import fuse_hits, leg_searcher
+from rag_core.types import ScoredChunk
+
+COPY_PREFIX = "bench_analyzer_"
+
+
+@dataclass
+class Case:
+    """One answerable question, its plan, and what each analyzer's legs found."""
+
+    relevant: frozenset[str]
+    split: str
+    query: SearchQuery
+    dense: list[ScoredChunk]
+    bm25: dict[str, list[ScoredChunk]] = field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--milvus", required=True, help="Milvus Lite file (a copy) or URI")
+    parser.add_argument("--collection", required=True, help="the alias of the index")
+    parser.add_argument("--questions", type=Path, required=True)
+    parser.add_argument("--model", default="", help="embedder (default: packaged MiniLM)")
+    parser.add_argument("--candidates", type=int, default=40)
+    return parser.parse_args(argv)
+
+
+def copy_with(client: MilvusClient, name: str, analyzer: str, data: list[dict]) -> bool:
+    """``data`` in a new collection whose BM25 reads ``analyzer``; False when refused."""
+    try:
+        with dropped("pymilvus.decorators"):  # a refusal is an answer, not a fault
+            client.create_collection(
+                name,
+                schema=rows.build_schema(len(data[0][rows.DENSE]), analyzer=analyzer),
+                index_params=rows.build_index_params(),
+            )
+    except MilvusException as error:
+        print(f"{analyzer}: refused by this Milvus ({error})")
+        return False
+    for start in range(0, len(data), 500):
+        client.insert(name, data[start : start + 500])
+    client.flush(name)
+    client.load_collection(name)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(_env_file=None)
+    embedder = load_embedder(args.model or packaged_fallback_model_path(), device="cpu")
+    client = open_client(args.milvus)
+    MilvusStore(client, collection=args.collection).load_published()
+    version = str(client.describe_alias(args.collection)["collection_name"])
+    data = [
+        row
+        for page in store_scan.pages(
+            client, version, store_scan.COPIED_FIELDS, rows_per_page=1000, timeout=60
+        )
+        for row in page
+    ]
+    depth_limit = args.candidates * settings.fusion_depth
+    dense_search = leg_searcher(client, version, 60)
+    foreign = foreign_weight(
+        settings.foreign_bm25_weight,
+        bm25_weight=settings.bm25_weight,
+        multilingual=embedder.multilingual,
+    )
+    cases = []
+    for line in args.questions.read_text("utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if not row.get("relevant"):
+            continue
+        question = str(row["question"])
+        query = plan_query(
+            question,
+            docs_language=settings.docs_language,
+            fusion=fusion_of(settings),
+            foreign_bm25_weight=foreign,
+        )
+        vector = embedder.embed_queries([query.dense_text])[0].tolist()
+        dense = dense_search("dense", vector, depth_limit)
+        cases.append(Case(frozenset(row["relevant"]), detect_script(question), query, dense))
+    print(f"{len(data):,} rows of {version}; {len(cases)} answerable questions")
+
+    analyzers = []
+    try:
+        for analyzer in rows.ANALYZER_PARAMS:
+            name = f"{COPY_PREFIX}{analyzer}"
+            if name in client.list_collections():
+                client.drop_collection(name)
+            if not copy_with(client, name, analyzer, data):
+                continue
+            analyzers.append(analyzer)
+            search = leg_searcher(client, name, 60)
+            for case in cases:
+                text = case.query.bm25_text
+                case.bm25[analyzer] = search("bm25", text, depth_limit) if text.strip() else []
+    finally:
+        for analyzer in rows.ANALYZER_PARAMS:
+            if f"{COPY_PREFIX}{analyzer}" in client.list_collections():
+                client.drop_collection(f"{COPY_PREFIX}{analyzer}")
+        client.close()
+
+    def hybrid(case: Case, analyzer: str) -> list[ScoredChunk]:
+        sparse = case.bm25[analyzer]
+        if not sparse or not case.query.fusion.bm25_weight:
+            return case.dense[: args.candidates]
+        return fuse_hits(case.dense, sparse, case.query.fusion, args.candidates)
+
+    counts = {split: sum(1 for c in cases if c.split == split) for split in SPLITS}
+    counts["all"] = len(cases)
+    table = [("dense", scores(cases, lambda c: c.dense[: args.candidates]))]  # type: ignore[arg-type]
+    for analyzer in analyzers:
+        table.append(
+            (f"bm25 {analyzer}", scores(cases, lambda c: c.bm25[analyzer][: args.candidates]))  # type: ignore[arg-type]  # noqa: B023
+        )
+        table.append((f"hybrid {analyzer}", scores(cases, lambda c: hybrid(c, analyzer))))  # type: ignore[arg-type]  # noqa: B023
+    print_table("recall@5 and MRR@10 per analyzer (default fusion)", table, counts)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
