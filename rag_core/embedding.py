@@ -279,8 +279,8 @@ class SentenceTransformerEmbedder(_EmbedderVerbs):
             raise load_error("embedding", self._model_id, error, hint=EMBED_MODEL_HINT) from error
         self._model.eval()
         self._counter = token_counter(self._model.tokenizer)
-        config = getattr(self._model[0], "auto_model", None)
-        model_type = str(getattr(getattr(config, "config", None), "model_type", ""))
+        transformer = getattr(self._model[0], "auto_model", None)  # absent for non-HF modules
+        model_type = str(getattr(getattr(transformer, "config", None), "model_type", ""))
         self._multilingual = model_type in MULTILINGUAL_MODEL_TYPES
 
     @property

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _read_git_tokens(self) -> Settings:
+        self._git_tokens = GitTokens.parse(self.git_token.get_secret_value())
+        return self
+
+    @model_validator(mode="after")
     def _read_docsets(self) -> Settings:
         if self.config is None:
             self._docsets = (
@@ -202,7 +207,6 @@ class Settings(BaseSettings):
             )
         else:
             self._docsets = load_docsets(self.config, collection=self.collection)
-        self._git_tokens = GitTokens.parse(self.git_token.get_secret_value())
         known = {d.name for d in self._docsets}
         for name in self.dm_docset_names:
             if name not in known:
