@@ -38,7 +38,7 @@ from pymilvus import MilvusClient
 from rag_core import store_schema as rows
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
-from rag_core.ingest.indexer import IndexProgress, IndexSummary
+from rag_core.ingest.index_run import IndexProgress, IndexSummary
 from rag_core.store import MilvusStore, open_client
 from rag_core.types import Embedder
 

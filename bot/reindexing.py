@@ -20,7 +20,7 @@ from rag_core.docset_index import DocSetBuild, DocSetIndexer, format_revision
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
 from rag_core.errors import RagbotError
-from rag_core.ingest.indexer import IndexProgress
+from rag_core.ingest.index_run import IndexProgress
 from rag_core.store import MilvusStore
 
 log = logging.getLogger(__name__)

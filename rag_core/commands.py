@@ -22,7 +22,7 @@ from rag_core.docsets import DocSet, select_docsets
 from rag_core.errors import IndexMismatchError, InputError, RagbotError
 from rag_core.eval_tables import format_report
 from rag_core.evaluation import evaluate, load_questions, report
-from rag_core.ingest.indexer import IndexProgress, IndexSummary
+from rag_core.ingest.index_run import IndexProgress, IndexSummary
 from rag_core.settings import Settings
 from rag_core.types import Answer, AnswerKind
 

@@ -18,14 +18,8 @@ from rag_core.docsets import DocSet
 from rag_core.errors import InputError, RagbotError
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.globs import PathFilter
-from rag_core.ingest.indexer import (
-    Indexer,
-    IndexProgress,
-    IndexSummary,
-    ProgressSink,
-    Revision,
-    Sources,
-)
+from rag_core.ingest.index_run import IndexProgress, IndexSummary, ProgressSink, Revision, Sources
+from rag_core.ingest.indexer import Indexer
 from rag_core.ingest.links import LinkTemplate
 from rag_core.settings import Settings
 from rag_core.store import MilvusStore

@@ -13,7 +13,8 @@ from sentence_transformers import SentenceTransformer
 from rag_core.embedding import Qwen3Embedder, SentenceTransformerEmbedder
 from rag_core.errors import ConfigError
 from rag_core.ingest.chunking import MarkdownChunker
-from rag_core.ingest.indexer import Indexer, IndexProgress
+from rag_core.ingest.index_run import IndexProgress
+from rag_core.ingest.indexer import Indexer
 from rag_core.ingest.loaders import load_documents
 from rag_core.store import MilvusStore
 from rag_core.token_batches import BatchPlan, token_bounded_batches

@@ -9,7 +9,8 @@ import pytest
 
 from rag_core.errors import IndexMismatchError, InputError
 from rag_core.ingest.chunking import MarkdownChunker
-from rag_core.ingest.indexer import Indexer, IndexProgress
+from rag_core.ingest.index_run import IndexProgress
+from rag_core.ingest.indexer import Indexer
 from rag_core.ingest.loaders import load_documents
 from rag_core.store import MilvusStore
 from rag_core.types import Chunk, Embedder

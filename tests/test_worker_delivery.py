@@ -16,7 +16,7 @@ from bot.posting import ANSWER_EVENT_TYPE
 from bot.worker import DeliveryGuard
 from rag_core.docset_index import DocSetBuild
 from rag_core.docsets import DocSet
-from rag_core.ingest.indexer import IndexProgress, IndexSummary
+from rag_core.ingest.index_run import IndexProgress, IndexSummary
 from tests.fixtures.slack_api import BOT_TOKEN
 from tests.fixtures.worker_parts import (
     CountingPipeline,

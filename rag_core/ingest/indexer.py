@@ -19,31 +19,29 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from rag_core.analyzers import AnalyzerSetting
 from rag_core.errors import ConfigError, InputError, RagbotError
 from rag_core.ingest.chunking import MarkdownChunker
-from rag_core.ingest.globs import PathFilter
-from rag_core.ingest.loaders import (
-    SUPPORTED_SUFFIXES,
-    LoadReport,
-    SkippedFile,
-    find_source_files,
-    read_documents,
+from rag_core.ingest.index_run import (
+    IndexProgress,
+    IndexSummary,
+    ProgressSink,
+    Revision,
+    Sources,
 )
+from rag_core.ingest.loaders import load_filtered, load_paths, nothing_found
 from rag_core.store import IndexInfo, MilvusStore
 from rag_core.types import Chunk, Document, Embedder, ProgressCallback
 
 log = logging.getLogger(__name__)
 
-Stage = Literal["fetching", "loading", "chunking", "embedding", "publishing"]
 REUSE_BATCH = 1024
 """Chunks re-inserted together with the stored vectors found for them (bounds memory)."""
 EMBED_SLICE = 4096
@@ -52,58 +50,6 @@ leaves little padding, few enough that rows reach Milvus as the run goes and the
 held stay small (4096 × 1024 float32: 16 MiB)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IndexProgress:
-    """One step of a run: ``done`` of ``total`` files (loading, chunking), chunks to embed
-    (embedding) or steps (fetching the source, publishing). Enough to drive a CLI bar or
-    a Slack message; ``detail`` says what the source brought (``commit abc1234 (...)``)."""
-
-    stage: Stage
-    done: int
-    total: int
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class IndexSummary:
-    """What a run did. ``chunks_new`` were embedded in this run, ``chunks_unchanged`` kept
-    the vector stored for the same text; ``chunks_deleted`` are chunks of the previous
-    index whose text is gone."""
-
-    files: int
-    skipped: int
-    skipped_files: list[SkippedFile]
-    chunks_total: int
-    chunks_new: int
-    chunks_unchanged: int
-    chunks_deleted: int
-    seconds: float
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class Revision:
-    """The git commit a folder is checked out at, and the files changed since ``base``
-    (the commit of the published index); ``changed`` None: unknown, read everything."""
-
-    commit: str
-    committed_at: datetime | None = None
-    base: str = ""
-    changed: frozenset[str] | None = None  # added or modified, relative to the root
-    deleted: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Sources:
-    """What to read under a root: a path filter, the git revision, and the page URLs of
-    a crawled site (relative path -> URL; a chunk's link is its page's, plus the anchor)."""
-
-    path_filter: PathFilter = field(default_factory=PathFilter)
-    revision: Revision | None = None
-    page_urls: Mapping[str, str] | None = None
-
-
-ProgressSink = Callable[[IndexProgress], None]
 _T = TypeVar("_T")
 
 
@@ -165,19 +111,19 @@ class Indexer:
             digest = self.revision_digest(sources)
             if previous is not None and not recreate and previous.source_digest == digest:
                 notify(IndexProgress("publishing", 1, 1))
-                return _unchanged(previous, files=0, started=started)
+                return IndexSummary.up_to_date(previous, files=0, started=started)
             base = self._incremental_base(previous, sources, recreate)
             if base is not None:
                 return self._refresh(Path(root), base, sources, digest, notify, started)
-        report = load_with_progress(Path(root), notify, sources.path_filter)
+        report = load_filtered(Path(root), sources.path_filter, each=_loading(notify))
         if not report.documents:
-            raise InputError(_nothing_found(Path(root), report, sources.path_filter))
+            raise InputError(nothing_found(Path(root), report, sources.path_filter))
         if revision is None:
             digest = self.source_digest(report.documents)
             if previous is not None and not recreate and previous.source_digest == digest:
                 # Same documents, same chunking, same model: the published index is this build.
                 notify(IndexProgress("publishing", 1, 1))
-                return _unchanged(
+                return IndexSummary.up_to_date(
                     previous, files=len(report.documents), started=started, report=report
                 )
         chunks = self._chunk(report.documents, notify, sources.page_urls)
@@ -237,14 +183,14 @@ class Indexer:
         revision = sources.revision
         assert revision is not None and revision.changed is not None
         touched = revision.changed | revision.deleted
-        report = load_paths(root, sorted(revision.changed), notify, sources.path_filter)
+        report = load_paths(root, revision.changed, sources.path_filter, each=_loading(notify))
         chunks = self._chunk(report.documents, notify, sources.page_urls, allow_empty=True)
         old_hashes = self.store.stored_hashes(previous.version)
         version = self._create(digest, revision, previous)
         try:
             copied = self.store.copy_rows(previous.version, version, skip_paths=touched)
             if copied == 0 and not chunks:
-                raise InputError(_nothing_found(root, report, sources.path_filter))
+                raise InputError(nothing_found(root, report, sources.path_filter))
             embedded = self._fill(
                 version, chunks, previous.version, set(old_hashes.values()), notify
             )
@@ -423,69 +369,13 @@ class Indexer:
             )
 
 
-def load_with_progress(
-    root: Path, notify: ProgressSink, path_filter: PathFilter | None = None
-) -> LoadReport:
-    """:func:`rag_core.ingest.loaders.load_documents`, keeping the files ``path_filter``
-    admits and reporting each file as it is read."""
-    sources = find_source_files(root)
-    keep = path_filter or PathFilter()
-    paths = [p for p in sources.paths if keep(p.relative_to(sources.base).as_posix())]
-    return _read_all(paths, sources.base, notify, ignored=sources.ignored)
+def _loading(notify: ProgressSink) -> Callable[[int, int], None]:
+    """Files read, as loading progress."""
 
-
-def load_paths(
-    root: Path, relative: Collection[str], notify: ProgressSink, path_filter: PathFilter
-) -> LoadReport:
-    """Read the files ``relative`` (POSIX paths under ``root``) that exist, are of a
-    supported type and pass ``path_filter``."""
-    root = Path(root)
-    paths = [
-        root / name
-        for name in sorted(relative)
-        if path_filter(name)
-        and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-        and (root / name).is_file()
-    ]
-    return _read_all(paths, root, notify, ignored=0)
-
-
-def _read_all(
-    paths: Sequence[Path], base: Path, notify: ProgressSink, *, ignored: int
-) -> LoadReport:
     def each(done: int, total: int) -> None:
         notify(IndexProgress("loading", done, total))
 
-    return read_documents(paths, base, ignored=ignored, each=each)
-
-
-def _unchanged(
-    previous: IndexInfo, *, files: int, started: float, report: LoadReport | None = None
-) -> IndexSummary:
-    """The summary of a run that found the published index already up to date."""
-    return IndexSummary(
-        files=files,
-        skipped=len(report.skipped) if report else 0,
-        skipped_files=list(report.skipped) if report else [],
-        chunks_total=previous.chunk_count,
-        chunks_new=0,
-        chunks_unchanged=previous.chunk_count,
-        chunks_deleted=0,
-        seconds=time.perf_counter() - started,
-        version=previous.version,
-    )
-
-
-def _nothing_found(root: Path, report: LoadReport, path_filter: PathFilter | None = None) -> str:
-    supported = " ".join(sorted(SUPPORTED_SUFFIXES))
-    skipped = ""
-    if report.skipped:
-        first = report.skipped[0]
-        skipped = f"; {len(report.skipped)} skipped, e.g. {first.path}: {first.reason}"
-    if path_filter is not None and path_filter.active:
-        globs = ", ".join([*path_filter.include, *(f"not {g}" for g in path_filter.exclude)])
-        return f"No documents in {root} match {globs} (supported: {supported}{skipped})."
-    return f"No documents found in {root} (supported: {supported}{skipped})."
+    return each
 
 
 def _passes_reporter(start: int, texts: int, total: int, notify: ProgressSink) -> ProgressCallback:

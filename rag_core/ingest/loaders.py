@@ -9,16 +9,19 @@ one bad file never stops an indexing run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_core.errors import InputError
 from rag_core.ingest.formats import FORMAT_BY_SUFFIX, convert_source
+from rag_core.ingest.globs import PathFilter
 from rag_core.types import Document
 
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
 """Lower-case file suffixes that are read: .md .mdx .markdown .txt .rst .html .htm."""
+Progress = Callable[[int, int], None]
+"""Called with (files read, files to read): before the first and after each."""
 
 
 @dataclass(slots=True)
@@ -119,7 +122,7 @@ def read_documents(
     base: Path,
     *,
     ignored: int = 0,
-    each: Callable[[int, int], None] | None = None,
+    each: Progress | None = None,
 ) -> LoadReport:
     """Read ``paths`` (files under ``base``) in order into a report; ``each(done, total)``
     is called before the first file and after every one, for progress."""
@@ -135,6 +138,46 @@ def read_documents(
         if each is not None:
             each(done, len(paths))
     return report
+
+
+def load_filtered(
+    root: Path, path_filter: PathFilter | None = None, *, each: Progress | None = None
+) -> LoadReport:
+    """:func:`load_documents`, keeping the files ``path_filter`` admits (``each``: see
+    :func:`read_documents`)."""
+    sources = find_source_files(root)
+    keep = path_filter or PathFilter()
+    paths = [p for p in sources.paths if keep(p.relative_to(sources.base).as_posix())]
+    return read_documents(paths, sources.base, ignored=sources.ignored, each=each)
+
+
+def load_paths(
+    root: Path, relative: Collection[str], path_filter: PathFilter, *, each: Progress | None = None
+) -> LoadReport:
+    """Read the files ``relative`` (POSIX paths under ``root``) that exist, are of a
+    supported type and pass ``path_filter``."""
+    root = Path(root)
+    paths = [
+        root / name
+        for name in sorted(relative)
+        if path_filter(name)
+        and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+        and (root / name).is_file()
+    ]
+    return read_documents(paths, root, each=each)
+
+
+def nothing_found(root: Path, report: LoadReport, path_filter: PathFilter | None = None) -> str:
+    """Why ``report`` of ``root`` holds no document, in words, with what is supported."""
+    supported = " ".join(sorted(SUPPORTED_SUFFIXES))
+    skipped = ""
+    if report.skipped:
+        first = report.skipped[0]
+        skipped = f"; {len(report.skipped)} skipped, e.g. {first.path}: {first.reason}"
+    if path_filter is not None and path_filter.active:
+        globs = ", ".join([*path_filter.include, *(f"not {g}" for g in path_filter.exclude)])
+        return f"No documents in {root} match {globs} (supported: {supported}{skipped})."
+    return f"No documents found in {root} (supported: {supported}{skipped})."
 
 
 def humanise_file_name(path: Path) -> str:
