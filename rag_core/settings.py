@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_core.docsets import DocSet, default_docset, load_docsets
 from rag_core.errors import ConfigError
-from rag_core.sources.git_tokens import GitTokens
+from rag_core.sources.git_credentials import GitTokens
 
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
@@ -223,7 +223,7 @@ class Settings(BaseSettings):
 
     @property
     def git_tokens(self) -> GitTokens:
-        """``RAGBOT_GIT_TOKEN``, read per host (see :mod:`rag_core.sources.git_tokens`)."""
+        """``RAGBOT_GIT_TOKEN``, read per host (see :mod:`rag_core.sources.git_credentials`)."""
         return self._git_tokens
 
     @property

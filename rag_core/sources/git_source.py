@@ -14,7 +14,6 @@ environment of the git process, scoped to the URL's own host, and an SSH key thr
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import re
@@ -25,9 +24,15 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from rag_core.sources.errors import SourceError
+from rag_core.sources.git_credentials import (
+    basic_auth_header,
+    http_origin,
+    is_http,
+    split_credentials,
+    strip_userinfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,6 @@ _AUTH_MARKERS = (
 )
 _MARK = "ragbot.managedclone"  # set in clones this module made, so only those are replaced
 _HEX = re.compile(r"[0-9a-fA-F]{4,40}")
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _INHERITED_GIT_VARS = (
     "GIT_DIR",
     "GIT_WORK_TREE",
@@ -67,7 +71,6 @@ _INHERITED_GIT_VARS = (
 _CLONE = ("clone", "--quiet", "--no-checkout", "--filter=blob:none", f"--config={_MARK}=true")
 _FETCH = ("fetch", "--quiet", "--prune", "--prune-tags", "--tags", "--force", "origin")
 _DIFF = ("--literal-pathspecs", "diff-tree", "-r", "-z", "--name-status", "--no-renames")
-_DEFAULT_TOKEN_USER = "x-access-token"  # GitHub's name; GitLab and Gitea accept any user
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +119,20 @@ class GitSource:
     ) -> None:
         if not url.strip():
             raise SourceError("The git source URL is empty; set `source` in the doc set.")
-        self.display_url = _strip_userinfo(url.strip())
+        self.display_url = strip_userinfo(url.strip())
         self.cache_dir = Path(cache_dir).expanduser()
         self.ref = ref.strip()
         self.subdir = _normalize_subdir(subdir, self.display_url)
         self.timeout_s = timeout_s
-        self._remote, user, password = _split_credentials(url.strip())
+        self._remote, user, password = split_credentials(url.strip())
         secret = token or password
         self._secrets = tuple(s for s in (secret, password) if s)
         self._config: tuple[tuple[str, str], ...] = ()
-        if secret and _is_http(self._remote):
-            basic = base64.b64encode(f"{user or _DEFAULT_TOKEN_USER}:{secret}".encode()).decode()
-            self._secrets += (basic,)
-            origin = _http_origin(self._remote)
-            self._config = ((f"http.{origin}.extraHeader", f"Authorization: Basic {basic}"),)
+        if secret and is_http(self._remote):
+            header = basic_auth_header(user, secret)
+            self._secrets += (header.removeprefix("Basic "),)
+            origin = http_origin(self._remote)
+            self._config = ((f"http.{origin}.extraHeader", f"Authorization: {header}"),)
         self._ssh_command = ""
         if ssh_key is not None:
             key = Path(ssh_key).expanduser()
@@ -338,7 +341,7 @@ class GitSource:
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
         line = (errors or lines or ["no message from git"])[-1]
-        line = _strip_userinfo(line)
+        line = strip_userinfo(line)
         for secret in self._secrets:
             line = line.replace(secret, "***")
         return line[:300]
@@ -384,37 +387,3 @@ def _normalize_subdir(subdir: str, display_url: str) -> str:
             "use a folder path inside it."
         )
     return "/".join(parts)
-
-
-def _split_credentials(url: str) -> tuple[str, str, str]:
-    """(URL git is given, user, password): an HTTPS password is taken out of the URL.
-
-    A local path becomes absolute, so it matches what ``git clone`` records as origin.
-    """
-    if "://" not in url:
-        if re.match(r"[^/]*:", url):  # scp-like user@host:path
-            return url, "", ""
-        return str(Path(url).expanduser().resolve()), "", ""
-    parts = urlsplit(url)
-    if not _is_http(url) or parts.password is None:
-        return url, parts.username or "", ""
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc)), parts.username or "", parts.password
-
-
-def _is_http(url: str) -> bool:
-    return url.lower().startswith(("http://", "https://"))
-
-
-def _http_origin(url: str) -> str:
-    """``scheme://host[:port]/``: the extra header is sent to this host only."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme.lower()}://{netloc}/"
-
-
-def _strip_userinfo(text: str) -> str:
-    """Remove ``user:password@`` from every URL in ``text``."""
-    return _URL_USERINFO.sub("", text)

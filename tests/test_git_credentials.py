@@ -6,7 +6,7 @@ import pytest
 
 from rag_core.errors import ConfigError
 from rag_core.settings import Settings
-from rag_core.sources.git_tokens import GitTokens
+from rag_core.sources.git_credentials import GitTokens
 
 
 def test_one_token_goes_to_every_https_host_and_no_ssh_one():
