@@ -13,18 +13,21 @@ from rag_core.store_errors import reason
 
 _REMOTE_SCHEMES = ("http", "https", "tcp", "unix")
 _NEVER_MS = 2**31 - 1
+_SERVER_PING_MS = 300_000  # the least gRPC servers accept by default (Milvus accepts less)
 
 
 def grpc_options(uri: str) -> dict[str, object]:
-    """Channel options. A Milvus Lite server (``milvus-lite server``, or the one a ``.db``
-    path runs in this process) keeps gRPC's default of one ping per 5 minutes and answers
-    more with GOAWAY ``too_many_pings`` (logged by gRPC as an error): no pings while idle
-    anywhere, and none at all on the in-process loopback, where a call that runs long
-    (a flush, an index build) would otherwise ping every 10 s."""
-    options: dict[str, object] = {"grpc.keepalive_permit_without_calls": False}
-    if uri.endswith(".db"):
-        options["grpc.keepalive_time_ms"] = _NEVER_MS
-    return options
+    """Channel options. gRPC servers (a Milvus Lite server: ``milvus-lite server``, or the
+    one a ``.db`` path runs in this process) accept one keepalive ping per 5 minutes by
+    default and answer more with GOAWAY ``too_many_pings``, which gRPC logs as an error.
+    pymilvus pings every 10 s: here no pings while idle, one per 5 minutes during a call
+    to a server (every request has its own deadline anyway), and none at all on the
+    in-process loopback."""
+    local = uri.endswith(".db")
+    return {
+        "grpc.keepalive_permit_without_calls": False,
+        "grpc.keepalive_time_ms": _NEVER_MS if local else _SERVER_PING_MS,
+    }
 
 
 def open_client(uri: str, *, token: str = "", timeout_s: float = 10) -> MilvusClient:
