@@ -17,6 +17,7 @@ COLUMNS = (
     "ref/commit",
     "documents",
     "chunks",
+    "bm25",
     "last indexed",
     "next refresh",
     "channels",
@@ -58,6 +59,7 @@ class DocSetStatus:
             ref or "-",
             f"{self.documents:,}" if info is not None else "-",
             f"{info.chunk_count:,}" if info is not None else "-",
+            (info.analyzer or "standard") if info is not None else "-",  # unrecorded: standard
             indexed,
             self.next_refresh(now),
             ", ".join(docset.channels) or "all",

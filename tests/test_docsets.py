@@ -268,11 +268,12 @@ def test_two_doc_sets_are_indexed_apart_and_searched_together(tmp_path, models, 
         stores.close()
     table = docset_table(settings)
     assert table.splitlines()[0].split() == [
-        "name", "source", "ref/commit", "documents", "chunks", "last", "indexed", "next",
-        "refresh", "channels",
+        "name", "source", "ref/commit", "documents", "chunks", "bm25", "last", "indexed",
+        "next", "refresh", "channels",
     ]  # fmt: skip
     zebra_row = table.splitlines()[1].split()
     assert zebra_row[0] == "zebra" and zebra_row[3] == "2" and zebra_row[-1] == "C0ZEBRA01"
+    assert zebra_row[5] == "english_stop"  # what Milvus Lite gives English docs
 
 
 def test_a_failing_doc_set_does_not_stop_the_others(tmp_path, models, tiny_embedder):
