@@ -123,7 +123,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def miss_reason(question: EvalQuestion, result: QuestionResult, min_score: float) -> str | None:
     """Why a mode got a question wrong, or None when it did not: a relevant document
     missing from the first k, an answerable question abstained on, or an unanswerable
-    one answered."""
+    one answered; for a question not in the docs' language, also how it was searched."""
     best = "none" if result.best_rerank_score is None else f"{result.best_rerank_score:.2f}"
     if not question.answerable:
         if result.abstained is False:
@@ -135,6 +135,8 @@ def miss_reason(question: EvalQuestion, result: QuestionResult, min_score: float
         reasons.append("not found" if not found else f"found {found} of {len(question.relevant)}")
     if result.abstained:
         reasons.append(f"abstained: best rerank score {best} < {min_score:g}")
+    if reasons and result.searched:
+        reasons.append(result.searched)
     return "; ".join(reasons) or None
 
 

@@ -64,6 +64,7 @@ class QuestionResult:
     ndcg: float | None
     abstained: bool | None
     best_rerank_score: float | None
+    searched: str = ""  # how a question not in the docs' language was searched (SearchQuery)
 
 
 @dataclass(slots=True)
@@ -208,11 +209,12 @@ def score_question(
     ``min_score``."""
     found = ranked_documents(retrieval)
     best = retrieval.best_rerank_score
+    searched = retrieval.query.how_searched() if retrieval.query is not None else ""
     abstained = None
     if rerank:
         abstained = not retrieval.passages or (best is not None and best < min_score)
     if not question.answerable:
-        return QuestionResult(tuple(found), (), None, None, None, abstained, best)
+        return QuestionResult(tuple(found), (), None, None, None, abstained, best, searched)
     ranked = matching_paths(question, found)
     return QuestionResult(
         found=tuple(found),
@@ -222,6 +224,7 @@ def score_question(
         ndcg=ndcg_at(ranked, question.relevant, METRIC_DEPTH),
         abstained=abstained,
         best_rerank_score=best,
+        searched=searched,
     )
 
 

@@ -28,6 +28,20 @@ class SearchQuery:
     fusion: Fusion
     script: Script  # the question's, see rag_core.languages.detect_script
     translated: bool = False  # the texts come from a translation into the docs' language
+    foreign: bool = False  # the question is not in the docs' language
+
+    def how_searched(self) -> str:
+        """For a question not in the docs' language, how it was searched, in words (""
+        for one in the docs' language): what explains a miss an embedder cannot."""
+        if not self.foreign:
+            return ""
+        if self.translated:
+            return f"searched as its translation {self.dense_text!r}"
+        if not self.bm25_text.strip():
+            return "not translated; no word of it BM25 could match"
+        if self.bm25_text != self.dense_text:
+            return f"not translated; BM25 read only {self.bm25_text!r}"
+        return "not translated"
 
 
 def fusion_of(settings: Settings) -> Fusion:
@@ -91,10 +105,12 @@ def plan_query(
     if translation and translation.strip():
         known = translation.casefold()
         extra = [term for term in latin_terms(question) if term.casefold() not in known]
-        return SearchQuery(translation, " ".join([translation, *extra]), fusion, script, True)
+        bm25 = " ".join([translation, *extra])
+        return SearchQuery(translation, bm25, fusion, script, translated=True, foreign=True)
     return SearchQuery(
         question,
         bm25_words(question, docs_language),
         dataclasses.replace(fusion, bm25_weight=foreign_bm25_weight),
         script,
+        foreign=True,
     )

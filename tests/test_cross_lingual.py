@@ -11,6 +11,8 @@ import pytest
 from rag_core.cache import TranslationCache
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
+from rag_core.eval_summary import miss_reason
+from rag_core.evaluation import EvalQuestion, score_question
 from rag_core.generation import ChatGenerator, build_openai_client
 from rag_core.ingest.chunking import MarkdownChunker
 from rag_core.ingest.indexer import Indexer
@@ -147,6 +149,17 @@ def test_without_a_chat_model_bm25_reads_the_latin_terms_at_its_own_weight(store
     assert (query.fusion.dense_weight, query.fusion.bm25_weight) == (1.0, 0.25)
     english = pipeline.retrieve("How do I create a partition?").query
     assert english is not None and english.fusion.bm25_weight == 0.8
+
+
+def test_an_eval_miss_says_how_a_foreign_question_was_searched(stores, tiny_embedder):
+    pipeline = pipeline_for(stores, tiny_embedder)
+    question = EvalQuestion(QUESTION, frozenset({"not-a-doc.md"}))
+    scored = score_question(
+        question, pipeline.retrieve(QUESTION), k=3, rerank=False, min_score=0.25
+    )
+    assert miss_reason(question, scored, 0.25) == (
+        "not found; not translated; BM25 read only 'MilvusClient create_partition'"
+    )
 
 
 def test_by_default_a_multilingual_embedder_carries_an_untranslated_question(stores, tiny_embedder):

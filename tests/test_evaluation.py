@@ -5,6 +5,7 @@ tiny Qwen3 models; the pure parts are checked on hand-made results."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -131,6 +132,9 @@ def test_miss_reasons_say_what_went_wrong():
     assert miss_reason(two, result(1.0, abstained=True, best=0.12), 0.3) == (
         "abstained: best rerank score 0.12 < 0.3"
     )
+    searched = dataclasses.replace(result(0.0), searched="not translated; BM25 read only 'MinIO'")
+    assert miss_reason(two, searched, 0.3) == "not found; not translated; BM25 read only 'MinIO'"
+    assert miss_reason(two, dataclasses.replace(searched, recall=1.0), 0.3) is None
     assert miss_reason(none, result(None), 0.3) is None  # no reranker: no decision
     assert miss_reason(none, result(None, abstained=True, best=0.1), 0.3) is None
     assert miss_reason(none, result(None, abstained=False, best=0.81), 0.3) == (

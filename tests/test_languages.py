@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from rag_core.languages import (
@@ -160,3 +162,19 @@ def test_the_foreign_bm25_weight_follows_the_embedder_unless_set():
 def test_the_foreign_bm25_weight_setting_reads_auto_as_unset(value: str):
     assert Settings(_env_file=None, foreign_bm25_weight=value).foreign_bm25_weight is None
     assert Settings(_env_file=None, foreign_bm25_weight="0.4").foreign_bm25_weight == 0.4
+
+
+def test_how_a_question_was_searched_is_said_for_foreign_ones_only():
+    plan = functools.partial(
+        plan_query, docs_language="English", fusion=FUSION, foreign_bm25_weight=0.3
+    )
+    assert plan("How do I drop a partition?").how_searched() == ""
+    assert plan(JAPANESE).how_searched() == (
+        "not translated; BM25 read only 'MilvusClient partition nlist'"
+    )
+    assert plan("パーティションとは？").how_searched() == (
+        "not translated; no word of it BM25 could match"
+    )
+    assert plan("¿Cómo creo una partición?").how_searched() == "not translated"
+    translated = plan(JAPANESE, translation="What is a partition?")
+    assert translated.how_searched() == "searched as its translation 'What is a partition?'"
