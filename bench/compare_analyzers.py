@@ -15,7 +15,6 @@ Milvus Lite file: Lite allows one process per file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,11 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pymilvus import MilvusClient, MilvusException
-from sweep_fusion import SPLITS, print_table, scores
+from sweep_fusion import SPLITS, index_arguments, print_table, scores
 
 from rag_core import store_scan
 from rag_core import store_schema as rows
 from rag_core.embedding import load_embedder, packaged_fallback_model_path
+from rag_core.evaluation import load_questions
 from rag_core.languages import detect_script
 from rag_core.log_filters import dropped
 from rag_core.milvus_client import open_client
@@ -53,13 +53,7 @@ class Case:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--milvus", required=True, help="Milvus Lite file (a copy) or URI")
-    parser.add_argument("--collection", required=True, help="the alias of the index")
-    parser.add_argument("--questions", type=Path, required=True)
-    parser.add_argument("--model", default="", help="embedder (default: packaged MiniLM)")
-    parser.add_argument("--candidates", type=int, default=40)
-    return parser.parse_args(argv)
+    return index_arguments(__doc__.splitlines()[0]).parse_args(argv)
 
 
 def copy_with(client: MilvusClient, name: str, analyzer: str, data: list[dict]) -> bool:
@@ -103,20 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         multilingual=embedder.multilingual,
     )
     cases = []
-    for line in args.questions.read_text("utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
-        if not row.get("relevant"):
-            continue
-        question = str(row["question"])
+    for asked in (q for q in load_questions(args.questions) if q.answerable):
         query = plan_query(
-            question,
+            asked.question,
             docs_language=settings.docs_language,
             fusion=fusion_of(settings),
             foreign_bm25_weight=foreign,
         )
         vector = embedder.embed_queries([query.dense_text])[0].tolist()
         dense = dense_search("dense", vector, depth_limit)
-        cases.append(Case(frozenset(row["relevant"]), detect_script(question), query, dense))
+        cases.append(Case(asked.relevant, detect_script(asked.question), query, dense))
     print(f"{len(data):,} rows of {version}; {len(cases)} answerable questions")
 
     analyzers = []

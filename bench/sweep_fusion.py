@@ -40,6 +40,7 @@ from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
 
 from rag_core import store_schema as rows
 from rag_core.embedding import load_embedder, packaged_fallback_model_path
+from rag_core.evaluation import load_questions
 from rag_core.languages import detect_script
 from rag_core.query_plan import SearchQuery, needs_translation, plan_query
 from rag_core.store import MilvusStore, open_client
@@ -68,13 +69,19 @@ def floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--milvus", required=True, help="Milvus Lite file (a copy)")
+def index_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the options every retrieval bench over a ready index takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--milvus", required=True, help="Milvus Lite file (a copy) or URI")
     parser.add_argument("--collection", required=True, help="the alias of the index")
     parser.add_argument("--questions", type=Path, required=True)
     parser.add_argument("--model", default="", help="embedder (default: packaged MiniLM)")
     parser.add_argument("--candidates", type=int, default=40)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = index_arguments(__doc__.splitlines()[0])
     parser.add_argument("--docs-language", default="English")
     parser.add_argument("--k", type=floats, default=floats("10,30,60,100"))
     parser.add_argument("--bm25-weights", type=floats, default=floats("0.2,0.35,0.5,0.7,1"))
@@ -93,11 +100,8 @@ def load_cases(args: argparse.Namespace) -> list[Case]:
     translations = json.loads(args.translations.read_text("utf-8")) if args.translations else {}
     search = leg_searcher(open_index(args), args.collection, 60.0)
     cases = []
-    for line in args.questions.read_text("utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
-        if not row.get("relevant"):
-            continue
-        question = str(row["question"])
+    for asked in (q for q in load_questions(args.questions) if q.answerable):
+        question = asked.question
         query = plan_query(
             question,
             docs_language=args.docs_language,
@@ -113,8 +117,8 @@ def load_cases(args: argparse.Namespace) -> list[Case]:
             legs[depth] = (search("dense", vector, limit), bm25)
         foreign = needs_translation(question, args.docs_language) and not query.translated
         raw = search("bm25", question, args.candidates)
-        relevant = frozenset(row["relevant"])
-        cases.append(Case(relevant, detect_script(question), query, foreign, vector, legs, raw))
+        split = detect_script(question)
+        cases.append(Case(asked.relevant, split, query, foreign, vector, legs, raw))
     return cases
 
 
@@ -194,9 +198,10 @@ def print_table(title: str, table: Sequence[tuple[str, dict]], counts: dict[str,
     """Recall@5 then MRR@10 per split, one row per setting."""
     columns = [s for s in SPLITS if counts[s]] + [f"mrr {s}" for s in SPLITS if counts[s]]
     heads = [f"{c} ({counts[c.removeprefix('mrr ')]})" for c in columns]
-    print(f"\n{title}\n{'setting':<40}" + "".join(f"{h:>14}" for h in heads))
+    width = max(14, *(len(h) + 2 for h in heads))
+    print(f"\n{title}\n{'setting':<40}" + "".join(f"{h:>{width}}" for h in heads))
     for label, row in table:
-        print(f"{label:<40}" + "".join(f"{row.get(c, float('nan')):>14.3f}" for c in columns))
+        print(f"{label:<40}" + "".join(f"{row.get(c, float('nan')):>{width}.3f}" for c in columns))
 
 
 def print_misses(cases: Sequence[Case], picks: dict[str, Callable]) -> None:
