@@ -9,7 +9,9 @@ asks only where the alias points, reading the rest again when it has moved.
 Staleness is bounded three ways: a publish by this process calls :meth:`invalidate` at
 once; a publish by another process is seen within ``max_age_s``; and a search of a
 remembered version that another publish dropped fails "not found", so the store
-invalidates and looks again (see :meth:`rag_core.store.MilvusStore.search`). Finding
+invalidates and looks again (see :meth:`rag_core.store.MilvusStore.search`); a cached
+answer, which needs no search, is served only after
+:meth:`~rag_core.store.MilvusStore.still_published` confirms its version. Finding
 nothing published is not trusted at all: the alias is looked for on every question until
 a first index appears, so it serves as soon as it is built.
 """

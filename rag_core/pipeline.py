@@ -298,6 +298,11 @@ class RagPipeline:
             with _timed(timings, "condense"):
                 standalone = self.standalone_question(question, history)
         cached = self._cached_answer(index_version, standalone, history)
+        if cached is not None and not all(s.store.still_published(s.info.version) for s in served):
+            # Re-indexed by another process since this one last looked: not that answer.
+            served = self.served(docsets)
+            index_version = "+".join(each.info.version for each in served)
+            cached = self._cached_answer(index_version, standalone, history)
         if cached is not None:
             cached.timings_ms = {"cache": round((time.perf_counter() - started) * 1000, 1)}
             log.info("answer cache hit", extra={"index_version": index_version})

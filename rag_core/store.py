@@ -171,6 +171,21 @@ class MilvusStore:
             warn_unrecorded_revision(info, self._alias)
         return info
 
+    def still_published(self, version: str) -> bool:
+        """Whether the alias still points at ``version``, read now (one or two round
+        trips); when it has moved, what this store remembers is forgotten. Before a
+        cached answer is served: another process may have published since the last
+        check. Milvus unreachable counts as yes, so cached answers outlive an outage."""
+        try:
+            current = self._read_published_version()
+        except StoreUnavailableError as error:
+            log.info("could not confirm the published index (%s); trusting %s", error, version)
+            return True
+        if current != version:
+            self._state.invalidate()
+            return False
+        return True
+
     # -- building a version -----------------------------------------------------------
 
     def create_version(

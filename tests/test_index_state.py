@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
+from rag_core.cache import AnswerCache
 from rag_core.docset_stores import DocSetStores
 from rag_core.docsets import DocSet
 from rag_core.errors import IndexMismatchError, IndexNotFoundError
@@ -253,6 +254,45 @@ def test_the_pipeline_asks_milvus_only_to_search(
         assert calls and set(calls) <= {"search", "hybrid_search"}
     finally:
         stores.close()
+
+
+def test_a_cached_answer_is_not_served_once_another_process_reindexed(
+    milvus_uri, collection_name, tiny_embedder, tmp_path, redis_client, redis_prefix
+) -> None:
+    """Two workers share the answer cache; one re-indexes, the other must not answer
+    from the old index although it trusts its check for an hour."""
+    Path(milvus_uri).parent.mkdir(parents=True, exist_ok=True)
+    docset = DocSet(name="docs", kind="folder", source="", collection=collection_name)
+    builder = DocSetStores(MilvusClient(uri=milvus_uri), [docset], uri=milvus_uri)
+    counting = CountingClient(MilvusClient(uri=milvus_uri))
+    reader = DocSetStores(counting, [docset], uri=milvus_uri, index_check_s=3600)  # type: ignore[arg-type]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "install.md").write_text("# Install\n\nRun pip install zebrafish.\n", "utf-8")
+    chunker = MarkdownChunker(tiny_embedder.count_tokens, max_tokens=128, overlap_tokens=16)
+    indexer = Indexer(builder["docs"], tiny_embedder, chunker)
+    indexer.index(docs)
+    settings = Settings(_env_file=None, rerank_model="none", candidates=5, top_n=2)
+    cache = AnswerCache(redis_client, prefix=redis_prefix)
+    pipeline = RagPipeline(settings, embedder=tiny_embedder, stores=reader, answer_cache=cache)
+    question = "How do I install zebrafish?"
+    try:
+        first = pipeline.ask(question)
+        counting.take()
+        again = pipeline.ask(question)
+        assert "cache" in again.timings_ms and again.index_version == first.index_version
+        # The hit asked Milvus only where the alias points: no search.
+        assert set(counting.take()) <= {"list_aliases", "describe_alias"}
+
+        (docs / "install.md").write_text("# Install\n\nRun pip install otterfish.\n", "utf-8")
+        indexer.index(docs)
+        fresh = pipeline.ask(question)
+        assert "cache" not in fresh.timings_ms
+        assert fresh.index_version != first.index_version
+        assert "otterfish" in fresh.text and "zebrafish" not in fresh.text
+    finally:
+        builder.close()
+        reader.close()
 
 
 class FakeClock:
