@@ -71,6 +71,14 @@ class FrozenLeases:
         return getattr(self._queue, name)
 
 
+def enqueued(slack_api: Any, queue: Any, count: int) -> list[Any]:
+    """``count`` questions asked in Slack and queued, in order."""
+    jobs = [question(slack_api, f"question {n}") for n in range(count)]
+    for job in jobs:
+        queue.enqueue(job)
+    return jobs
+
+
 def all_done(ledger: Any, jobs: list[Any]) -> bool:
     return all(ledger.record(job.job_id).state is JobState.DONE for job in jobs)
 
@@ -91,9 +99,7 @@ def process(
 def test_every_job_in_flight_is_answered_once(slack_api, redis_client, redis_prefix) -> None:
     queue, ledger = redis_parts(redis_client, redis_prefix, stale_after_ms=5_000)
     pipeline = GatedPipeline(delay_s=0.3)
-    jobs = [question(slack_api, f"question {n}") for n in range(4 * IN_FLIGHT)]
-    for job in jobs:
-        queue.enqueue(job)
+    jobs = enqueued(slack_api, queue, 4 * IN_FLIGHT)
     pool = WorkerPool(process(slack_api, queue, ledger, pipeline, name="p")).start()
     try:
         wait_until(lambda: all_done(ledger, jobs), timeout_s=30)
@@ -109,9 +115,7 @@ def test_the_jobs_in_flight_of_a_dead_process_are_each_answered_once(
     slack_api, redis_client, redis_prefix
 ) -> None:
     queue, ledger = redis_parts(redis_client, redis_prefix, stale_after_ms=300)
-    jobs = [question(slack_api, f"question {n}") for n in range(IN_FLIGHT)]
-    for job in jobs:
-        queue.enqueue(job)
+    jobs = enqueued(slack_api, queue, IN_FLIGHT)
     for number in range(1, IN_FLIGHT + 1):  # taken by a process that then died
         assert queue.take("dead" if number == 1 else f"dead-{number}", block_ms=0) is not None
     assert queue.stats().pending == IN_FLIGHT
@@ -132,9 +136,7 @@ def test_a_paused_process_posts_none_of_the_jobs_taken_over_meanwhile(
     slack_api, redis_client, redis_prefix
 ) -> None:
     queue, ledger = redis_parts(redis_client, redis_prefix, stale_after_ms=300)
-    jobs = [question(slack_api, f"question {n}") for n in range(IN_FLIGHT)]
-    for job in jobs:
-        queue.enqueue(job)
+    jobs = enqueued(slack_api, queue, IN_FLIGHT)
     gate, paused_metrics = threading.Event(), BotMetrics()
     paused = GatedPipeline(gate=gate)
     frozen = FrozenLeases(queue)
@@ -163,9 +165,7 @@ def test_a_drain_out_of_time_hands_back_every_job_in_flight(
     slack_api, redis_client, redis_prefix
 ) -> None:
     queue, ledger = redis_parts(redis_client, redis_prefix, stale_after_ms=60_000)
-    jobs = [question(slack_api, f"question {n}") for n in range(IN_FLIGHT)]
-    for job in jobs:
-        queue.enqueue(job)
+    jobs = enqueued(slack_api, queue, IN_FLIGHT)
     pipeline = GatedPipeline(delay_s=1.5)
     stopped: list[bool] = []
     workers = process(slack_api, queue, ledger, pipeline, name="p")
