@@ -10,6 +10,10 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK := requirements/lock.txt
 DEPLOY_LOCK := requirements/deploy-lock.txt
 UV_SPEC ?= uv==0.13.9
+# A Milvus 2.5 server binary for the tests of the english analyzer (Milvus Lite 3.x has
+# none), kept out of the main environment: it is also the package milvus-lite.
+MILVUS25 := $(VENV)/milvus-lite-2.5
+MILVUS25_LOCK := requirements/milvus-lite-2.5.txt
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 	--excludes requirements/unlocked.txt --custom-compile-command "make lock"
 
@@ -28,10 +32,14 @@ $(VENV)/.locked: $(LOCK) pyproject.toml $(VENV)/.torch
 	$(BIN)/pip check
 	touch $@
 
+$(MILVUS25)/.installed: $(MILVUS25_LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps --target $(MILVUS25) -r $(MILVUS25_LOCK)
+	touch $@
+
 demo: $(VENV)/.locked
 	$(BIN)/ragbot demo
 
-test: $(VENV)/.locked
+test: $(VENV)/.locked $(MILVUS25)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

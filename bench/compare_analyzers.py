@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare_analyzers.py --milvus COPY/milvus.db --collection ALIAS
         --questions questions.jsonl [--model PATH_OR_ID] [--candidates 40]
+        [--copies URI]
 
 Copies the published version of a ready index (text, vectors, metadata) into one
 throwaway collection per analyzer of ``rag_core.store_schema.ANALYZER_PARAMS`` (an
@@ -9,7 +10,9 @@ analyzer this Milvus refuses is reported and skipped; the copies are dropped at 
 then searches every answerable question as ``RagPipeline.retrieve`` does with the default
 settings: planned by :func:`rag_core.query_plan.plan_query`, the dense leg from the index
 itself, the BM25 leg from each copy, fused with the default weights. Work on a copy of a
-Milvus Lite file: Lite allows one process per file.
+Milvus Lite file: Lite allows one process per file. ``--copies URI`` makes the copies
+on another Milvus, to measure an analyzer the index's own server refuses (Milvus Lite
+3.x has no ``english``; a Milvus 2.5 server, such as ``milvus-lite==2.5.1``'s, has).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pymilvus import MilvusClient, MilvusException
+from pymilvus.milvus_client import IndexParams
 from sweep_fusion import SPLITS, index_arguments, print_table, scores
 
 from rag_core import store_scan
@@ -53,7 +57,20 @@ class Case:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return index_arguments(__doc__.splitlines()[0]).parse_args(argv)
+    parser = index_arguments(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--copies", default="", help="Milvus URI for the copies (default: --milvus)"
+    )
+    return parser.parse_args(argv)
+
+
+def copy_index_params() -> IndexParams:
+    """The copy's indexes: only its BM25 leg is searched, so its vectors get FLAT, which
+    every Milvus takes (Milvus Lite 2.5 has no HNSW)."""
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name=rows.DENSE, index_type="FLAT", metric_type="IP")
+    params.add_index(field_name=rows.SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    return params
 
 
 def copy_with(client: MilvusClient, name: str, analyzer: str, data: list[dict]) -> bool:
@@ -63,7 +80,7 @@ def copy_with(client: MilvusClient, name: str, analyzer: str, data: list[dict]) 
             client.create_collection(
                 name,
                 schema=rows.build_schema(len(data[0][rows.DENSE]), analyzer=analyzer),
-                index_params=rows.build_index_params(),
+                index_params=copy_index_params(),
             )
     except MilvusException as error:
         print(f"{analyzer}: refused by this Milvus ({error})")
@@ -109,24 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases.append(Case(asked.relevant, detect_script(asked.question), query, dense))
     print(f"{len(data):,} rows of {version}; {len(cases)} answerable questions")
 
+    copies = open_client(args.copies) if args.copies else client
     analyzers = []
     try:
         for analyzer in rows.ANALYZER_PARAMS:
             name = f"{COPY_PREFIX}{analyzer}"
-            if name in client.list_collections():
-                client.drop_collection(name)
-            if not copy_with(client, name, analyzer, data):
+            if name in copies.list_collections():
+                copies.drop_collection(name)
+            if not copy_with(copies, name, analyzer, data):
                 continue
             analyzers.append(analyzer)
-            search = leg_searcher(client, name, 60)
+            search = leg_searcher(copies, name, 60)
             for case in cases:
                 text = case.query.bm25_text
                 case.bm25[analyzer] = search("bm25", text, depth_limit) if text.strip() else []
     finally:
         for analyzer in rows.ANALYZER_PARAMS:
-            if f"{COPY_PREFIX}{analyzer}" in client.list_collections():
-                client.drop_collection(f"{COPY_PREFIX}{analyzer}")
+            if f"{COPY_PREFIX}{analyzer}" in copies.list_collections():
+                copies.drop_collection(f"{COPY_PREFIX}{analyzer}")
         client.close()
+        if copies is not client:
+            copies.close()
 
     def hybrid(case: Case, analyzer: str) -> list[ScoredChunk]:
         sparse = case.bm25[analyzer]

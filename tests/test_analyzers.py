@@ -1,15 +1,17 @@
-"""Choosing the BM25 analyzer: the pure decision, and the probe against Milvus Lite's
-real refusal of ``english``."""
+"""Choosing the BM25 analyzer: the pure decision, the probe against Milvus Lite's real
+refusal of ``english``, and ``english`` itself on a Milvus 2.5 engine that has it."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
+from rag_core import store_schema as rows
 from rag_core.analyzers import (
     PROBE_PREFIX,
     AnalyzerChooser,
@@ -20,6 +22,7 @@ from rag_core.analyzers import (
 from rag_core.errors import ConfigError, InputError
 from rag_core.store import MilvusStore, open_client
 from rag_core.store_schema import build_schema
+from rag_core.store_search import leg_searcher
 from rag_core.types import Chunk
 
 
@@ -150,3 +153,64 @@ def test_english_stop_drops_english_stop_words_on_both_sides(client):
     assert found(plain, "the of") == [texts[0]]
     assert found(stopped, "the of") == []
     assert found(stopped, "The PARTITION of keys") == [texts[1]]
+
+
+# Against a Milvus 2.5 engine (Milvus Lite 2.5 over gRPC), which has ``english``. It has
+# no aliases and no HNSW, so these tests build the index's schema with a FLAT index
+# themselves and search it with the store's own BM25 leg.
+
+
+@pytest.fixture
+def milvus25(milvus25_server: str) -> Iterator[MilvusClient]:
+    client = CountingClient(uri=milvus25_server)
+    CountingClient.probes = 0
+    yield client
+    client.close()
+
+
+def test_a_milvus_with_english_is_found_to_have_it_and_auto_chooses_it(milvus25):
+    before = set(milvus25.list_collections())
+    chooser = AnalyzerChooser(milvus25, timeout=30)
+    assert chooser.english() is Support.SUPPORTED
+    assert chooser.choose("auto", docs_language="English") == "english"
+    assert chooser.choose("english", docs_language="English") == "english"
+    assert chooser.choose("auto", docs_language="Deutsch") == "standard"
+    assert CountingClient.probes == 1
+    assert set(milvus25.list_collections()) == before  # the probe dropped its collection
+
+
+def _bm25_collection(client: MilvusClient, analyzer: str, texts: list[str]) -> str:
+    name = f"analyzed_{analyzer}_{uuid.uuid4().hex[:8]}"
+    params = MilvusClient.prepare_index_params()
+    params.add_index(field_name=rows.DENSE, index_type="FLAT", metric_type="IP")
+    params.add_index(field_name=rows.SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(name, schema=build_schema(2, analyzer=analyzer), index_params=params)
+    vector = np.array([1.0, 0.0], dtype=np.float32)
+    chunks = [
+        Chunk(
+            doc_path=f"{i}.md", title="", heading_path=(), anchor="", url="", chunk_index=0, text=t
+        )
+        for i, t in enumerate(texts)
+    ]
+    client.insert(name, [rows.chunk_to_row(chunk, vector) for chunk in chunks])
+    client.flush(name)
+    client.load_collection(name)
+    return name
+
+
+def test_english_stems_and_drops_stop_words_on_a_milvus_that_has_it(milvus25):
+    texts = ["The index of the collection is built.", "Partitioning routes each entity."]
+    english = leg_searcher(milvus25, _bm25_collection(milvus25, "english", texts), 30)
+    stop = leg_searcher(milvus25, _bm25_collection(milvus25, "english_stop", texts), 30)
+
+    def found(search, query: str) -> list[str]:
+        return [hit.chunk.text for hit in search("bm25", query, 2)]
+
+    # Snowball stemming: "partitions" and "partitioning" meet at "partit", "entities"
+    # and "entity" at "entiti"; english_stop matches whole words only.
+    assert found(english, "partitions of entities") == [texts[1]]
+    assert found(stop, "partitions of entities") == []
+    assert found(stop, "Partitioning") == [texts[1]]
+    # Both drop the same stop words from the docs and the question alike.
+    assert found(english, "the of") == found(stop, "the of") == []
+    assert found(english, "the INDEX") == found(stop, "the INDEX") == [texts[0]]
