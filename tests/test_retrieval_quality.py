@@ -61,3 +61,27 @@ def test_citations_point_into_the_corpus(corpus_pipeline):
     paths = [c.path for c in answer.citations]
     assert paths and all((CORPUS / p).is_file() for p in paths)
     assert "en/faq/operational_faq.md" in paths
+
+
+@pytest.mark.parametrize(
+    "questions",
+    [
+        CORPUS / "questions.jsonl",
+        Path(__file__).resolve().parents[1] / "bench" / "heldout_questions.jsonl",
+        Path(__file__).resolve().parents[1] / "bench" / "heldout2_questions.jsonl",
+    ],
+    ids=lambda path: path.name,
+)
+def test_every_question_file_points_at_real_documents_holding_its_hint(questions: Path):
+    """A mistyped path would count as a miss in every mode, and a hint not on its page
+    would mislead whoever reads the misses."""
+    asked = load_questions(questions)
+    ids = [q.id for q in asked]
+    assert len(ids) == len(set(ids))
+    assert any(not q.answerable for q in asked)
+    for q in asked:
+        missing = sorted(path for path in q.relevant if not (CORPUS / path).is_file())
+        assert not missing, f"{q.id}: no such document {missing}"
+        if q.answer_hint:
+            pages = " ".join((CORPUS / p).read_text("utf-8").lower() for p in q.relevant)
+            assert q.answer_hint.lower() in pages, f"{q.id}: hint {q.answer_hint!r} not found"
