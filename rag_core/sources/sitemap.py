@@ -20,30 +20,34 @@ ENTITY declarations.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import re
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from email.message import Message
 from enum import StrEnum
-from http.client import HTTPException
 from pathlib import Path
 from types import MappingProxyType
-from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlsplit, urlunsplit
-from urllib.request import Request, build_opener
+from urllib.request import build_opener
 from urllib.robotparser import RobotFileParser
 
 from rag_core.ingest.globs import PathFilter
 from rag_core.sources.errors import SourceError
+from rag_core.sources.polite_http import (
+    FETCH_ERRORS,
+    Pacer,
+    Response,
+    as_utf8,
+    conditional_headers,
+    crawl_delay_s,
+    failure_reason,
+    get,
+    validators_of,
+)
 from rag_core.sources.sitemap_xml import (
-    MAX_BYTES,
     local_name,
     page_path,
     parse_sitemap,
@@ -55,8 +59,6 @@ log = logging.getLogger(__name__)
 _STATE_FILE = "sitemap_state.json"
 _PAGES_DIR = "pages"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w-]+)""", re.IGNORECASE)
-_FETCH_ERRORS = (OSError, HTTPException, ValueError)
 DISALLOWED = "disallowed by robots.txt"
 
 
@@ -94,31 +96,6 @@ class _Page:
     outcome: _Outcome
     reason: str = ""
     validators: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: int
-    body: bytes
-    headers: Message
-
-
-class _Pacer:
-    """Spaces request starts ``interval_s`` apart across threads (robots.txt Crawl-delay)."""
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._lock = threading.Lock()
-        self._next = 0.0
-
-    def wait(self) -> None:
-        if self._interval_s <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval_s
-        time.sleep(start - now)
 
 
 class SitemapSource:
@@ -205,9 +182,9 @@ class SitemapSource:
         robots = RobotFileParser(url)
         try:
             response = self._get(url)
-        except _FETCH_ERRORS as error:
+        except FETCH_ERRORS as error:
             raise SourceError(
-                f"{url} could not be read ({_reason(error, self._timeout_s)}); "
+                f"{url} could not be read ({failure_reason(error, self._timeout_s)}); "
                 "check that the site is reachable and try again."
             ) from error
         if response.status in (401, 403):
@@ -249,8 +226,8 @@ class SitemapSource:
     def _read_sitemap(self, url: str) -> ET.Element:
         try:
             response = self._get(url)
-        except _FETCH_ERRORS as error:
-            reason = _reason(error, self._timeout_s)
+        except FETCH_ERRORS as error:
+            reason = failure_reason(error, self._timeout_s)
             raise SourceError(
                 f"The sitemap {url} could not be fetched ({reason}); check the doc set's "
                 "source URL and that the site is reachable."
@@ -300,7 +277,7 @@ class SitemapSource:
     ) -> list[_Page]:
         """Fetch the plan on ``concurrency`` threads; ``progress`` runs on this thread."""
         state = self._load_state()
-        pacer = _Pacer(_delay_s(robots, self._user_agent))
+        pacer = Pacer(crawl_delay_s(robots, self._user_agent))
         pages: list[_Page] = []
         if progress is not None:
             progress(0, len(plan))
@@ -316,18 +293,18 @@ class SitemapSource:
         return pages
 
     def _fetch_page(
-        self, url: str, path: str, validators: Mapping[str, str], pacer: _Pacer
+        self, url: str, path: str, validators: Mapping[str, str], pacer: Pacer
     ) -> _Page:
         """Download one page and store it when its content is new or changed."""
         file = self._pages_dir / path
         old = file.read_bytes() if file.is_file() else None
-        headers = _conditional_headers(validators) if old is not None else {}
+        headers = conditional_headers(validators) if old is not None else {}
         pacer.wait()
         try:
             response = self._get(url, headers)
-        except _FETCH_ERRORS as error:
-            return _failure(url, path, _reason(error, self._timeout_s), old, validators)
-        validators = {**validators, **_validators(response.headers)}
+        except FETCH_ERRORS as error:
+            return _failure(url, path, failure_reason(error, self._timeout_s), old, validators)
+        validators = {**validators, **validators_of(response.headers)}
         if response.status == 304 and old is not None:
             return _Page(url, path, _Outcome.UNCHANGED, validators=validators)
         if response.status != 200:
@@ -335,7 +312,7 @@ class SitemapSource:
         content_type = response.headers.get("Content-Type")
         if content_type and response.headers.get_content_type() not in _HTML_TYPES:
             return _Page(url, path, _Outcome.FAILED, f"not an HTML page ({content_type})")
-        body = _utf8(response.body, response.headers.get_content_charset())
+        body = as_utf8(response.body, response.headers.get_content_charset())
         if body == old:
             return _Page(url, path, _Outcome.UNCHANGED, validators=validators)
         try:
@@ -345,16 +322,14 @@ class SitemapSource:
             return _Page(url, path, _Outcome.FAILED, f"could not be stored ({error})")
         return _Page(url, path, _Outcome.CHANGED, validators=validators)
 
-    def _get(self, url: str, headers: Mapping[str, str] | None = None) -> _Response:
-        """GET ``url``: any HTTP status is returned, network failures and timeouts raise."""
-        request = Request(url, headers={"User-Agent": self._user_agent, **(headers or {})})
-        deadline = time.monotonic() + self._timeout_s
-        try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                return _Response(response.status, _read(response, deadline), response.headers)
-        except HTTPError as error:
-            error.close()
-            return _Response(error.code, b"", error.headers)
+    def _get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        return get(
+            self._opener,
+            url,
+            user_agent=self._user_agent,
+            timeout_s=self._timeout_s,
+            headers=headers,
+        )
 
     def _load_state(self) -> dict[str, dict[str, str]]:
         try:
@@ -393,19 +368,6 @@ class SitemapSource:
         return frozenset(deleted)
 
 
-def _conditional_headers(validators: Mapping[str, str]) -> dict[str, str]:
-    headers = {
-        "If-None-Match": validators.get("etag"),
-        "If-Modified-Since": validators.get("last_modified"),
-    }
-    return {name: value for name, value in headers.items() if value}
-
-
-def _validators(headers: Message) -> dict[str, str]:
-    found = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
-    return {name: value for name, value in found.items() if value}
-
-
 def _failure(
     url: str, path: str, reason: str, old: bytes | None, validators: Mapping[str, str]
 ) -> _Page:
@@ -416,44 +378,3 @@ def _failure(
     return _Page(
         url, path, _Outcome.KEPT, f"{reason}; kept the copy from the last sync", validators
     )
-
-
-def _delay_s(robots: RobotFileParser, user_agent: str) -> float:
-    """Seconds between request starts that robots.txt asks for (0 when it asks nothing)."""
-    delay = float(robots.crawl_delay(user_agent) or 0)
-    rate = robots.request_rate(user_agent)
-    if rate and rate.requests:
-        delay = max(delay, rate.seconds / rate.requests)
-    return delay
-
-
-def _read(response: io.BufferedIOBase, deadline: float) -> bytes:
-    """Read a body in chunks so a trickling server still hits the timeout and size cap."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := response.read(65536):
-        size += len(chunk)
-        if size > MAX_BYTES:
-            raise ValueError(f"larger than {MAX_BYTES // 1024 // 1024} MB")
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _utf8(body: bytes, charset: str | None) -> bytes:
-    """The page re-encoded as UTF-8 (the indexer reads files as UTF-8)."""
-    if not charset and (match := _META_CHARSET.search(body[:4096])):
-        charset = match.group(1).decode("ascii")
-    try:
-        return body.decode(charset or "utf-8").encode("utf-8")
-    except (LookupError, UnicodeDecodeError):
-        return body.decode("utf-8", "replace").encode("utf-8")
-
-
-def _reason(error: BaseException, timeout_s: float) -> str:
-    """A short, one-line reason for a failed request."""
-    cause = error.reason if isinstance(error, URLError) else error
-    if isinstance(cause, TimeoutError):
-        return f"timed out after {timeout_s:g} s"
-    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
