@@ -152,8 +152,8 @@ def test_a_blank_translation_is_no_translation():
 def test_the_foreign_bm25_weight_follows_the_embedder_unless_set():
     # A multilingual embedder carries the question: BM25 reads part of it, down-weighted.
     assert foreign_weight(None, bm25_weight=0.3, multilingual=True) == pytest.approx(0.15)
-    # One that reads one language finds little for it: its Latin terms count more.
-    assert foreign_weight(None, bm25_weight=0.3, multilingual=False) == 1.5
+    # One that reads one language finds little for it: its Latin terms rank.
+    assert foreign_weight(None, bm25_weight=0.3, multilingual=False) == 10
     assert foreign_weight(0.7, bm25_weight=0.3, multilingual=True) == 0.7
     assert foreign_weight(0.0, bm25_weight=0.3, multilingual=False) == 0.0
 
