@@ -27,6 +27,7 @@ from rag_core.components import Models, build_pipeline, load_models, open_stores
 from rag_core.docset_index import DocSetIndexer
 from rag_core.errors import ConfigError
 from rag_core.model_batching import batch_across_threads
+from rag_core.pipeline import RagPipeline
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +75,8 @@ def build_workers(
     stores = open_stores(settings)
     record_served_index(runtime.services.index_status, stores)
     pipeline = build_pipeline(settings, models, stores)
-    if runtime.redis is not None:
-        prefix = settings.redis_prefix
-        pipeline.query_cache = QueryEmbeddingCache(
-            runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
-        )
-        runtime.services.metrics.watch_cache("embedding", pipeline.query_cache)
-        pipeline.translation_cache = TranslationCache(
-            runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
-        )
-        if settings.answer_cache_ttl_s > 0:
-            pipeline.answer_cache = AnswerCache(
-                runtime.redis, prefix=prefix, ttl_s=settings.answer_cache_ttl_s
-            )
-    try:
-        bot_user_id = str(client.auth_test()["user_id"])
-    except SlackApiError as error:
-        raise ConfigError(
-            f"Slack refused SLACK_BOT_TOKEN (auth.test: {slack_error_code(error)})."
-        ) from error
+    attach_caches(pipeline, settings, runtime)
+    bot_user_id = bot_user_of(client)
     services = runtime.services
     answer_client = without_sdk_retries(client)
     poster = ThreadPoster(
@@ -134,6 +118,36 @@ def build_workers(
         )
         for number in range(1, count + 1)
     ]
+
+
+def attach_caches(pipeline: RagPipeline, settings: BotSettings, runtime: Runtime) -> None:
+    """Give ``pipeline`` the Redis caches (query embeddings, translations and, unless
+    ``RAGBOT_ANSWER_CACHE_TTL_S`` is 0, answers); without Redis it caches nothing."""
+    if runtime.redis is None:
+        return
+    prefix = settings.redis_prefix
+    pipeline.query_cache = QueryEmbeddingCache(
+        runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
+    )
+    runtime.services.metrics.watch_cache("embedding", pipeline.query_cache)
+    pipeline.translation_cache = TranslationCache(
+        runtime.redis, prefix=prefix, ttl_s=settings.embedding_cache_ttl_s
+    )
+    if settings.answer_cache_ttl_s > 0:
+        pipeline.answer_cache = AnswerCache(
+            runtime.redis, prefix=prefix, ttl_s=settings.answer_cache_ttl_s
+        )
+
+
+def bot_user_of(client: WebClient) -> str:
+    """The bot's own user id (``auth.test``), which tells its messages from the asker's;
+    a refused token is a :class:`ConfigError` at start-up, not a failure per question."""
+    try:
+        return str(client.auth_test()["user_id"])
+    except SlackApiError as error:
+        raise ConfigError(
+            f"Slack refused SLACK_BOT_TOKEN (auth.test: {slack_error_code(error)})."
+        ) from error
 
 
 def build_locks_of(settings: BotSettings, runtime: Runtime) -> BuildLocks:

@@ -14,7 +14,9 @@ from slack_sdk import WebClient
 from bot.jobs import JobState
 from bot.metrics import BotMetrics
 from bot.slack_retry import SlackRetry, SlackUnavailable, without_sdk_retries
-from tests.fixtures.slack_api import BOT_TOKEN
+from bot.worker_setup import bot_user_of
+from rag_core.errors import ConfigError
+from tests.fixtures.slack_api import BOT_TOKEN, BOT_USER_ID
 from tests.fixtures.worker_parts import (
     CHANNEL,
     CountingPipeline,
@@ -143,3 +145,14 @@ def test_the_retry_window_bounds_the_time_spent(slack_api) -> None:
         retry.call("auth.test", client.auth_test)
     assert time.monotonic() - started < 1.5
     assert 3 <= len(slack_api.calls_for("auth.test")) <= 10
+
+
+def test_a_refused_bot_token_stops_the_worker_at_start_with_the_reason(slack_api):
+    client = WebClient(token=BOT_TOKEN, base_url=slack_api.base_url, timeout=5)
+    assert bot_user_of(client) == BOT_USER_ID
+    slack_api.fail_with("auth.test", "invalid_auth")
+    with pytest.raises(ConfigError, match=r"SLACK_BOT_TOKEN \(auth.test: invalid_auth\)"):
+        bot_user_of(client)
+    tokenless = WebClient(token="", base_url=slack_api.base_url, timeout=5)
+    with pytest.raises(ConfigError, match="not_authed"):
+        bot_user_of(tokenless)
