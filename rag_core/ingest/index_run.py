@@ -62,6 +62,31 @@ class IndexSummary:
             version=previous.version,
         )
 
+    @classmethod
+    def built(
+        cls,
+        report: LoadReport,
+        *,
+        version: str,
+        total: int,
+        new: int,
+        unchanged: int,
+        deleted: int,
+        started: float,
+    ) -> IndexSummary:
+        """A run that published ``version`` after reading ``report``'s documents."""
+        return cls(
+            files=len(report.documents),
+            skipped=len(report.skipped),
+            skipped_files=list(report.skipped),
+            chunks_total=total,
+            chunks_new=new,
+            chunks_unchanged=unchanged,
+            chunks_deleted=deleted,
+            seconds=time.perf_counter() - started,
+            version=version,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Revision:

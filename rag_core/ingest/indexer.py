@@ -98,14 +98,7 @@ class Indexer:
         started = time.perf_counter()
         notify = progress if progress is not None else _ignore
         sources = Sources() if sources is None else sources
-        self.store.drop_stale_versions()
-        previous = self.store.index_info()
-        if previous is not None and not recreate:
-            self.store.check_compatible(
-                embed_model=self.embedder.model_id,
-                dim=self.embedder.dim,
-                embed_revision=self.embedder.revision,
-            )
+        previous = self._previous(recreate)
         revision = sources.revision
         if revision is not None:
             digest = self.revision_digest(sources)
@@ -138,17 +131,29 @@ class Indexer:
             self._discard(version)
             raise
         current = {c.content_hash for c in chunks}
-        return IndexSummary(
-            files=len(report.documents),
-            skipped=len(report.skipped),
-            skipped_files=list(report.skipped),
-            chunks_total=len(chunks),
-            chunks_new=embedded,
-            chunks_unchanged=len(chunks) - embedded,
-            chunks_deleted=sum(1 for h in old_hashes.values() if h not in current),
-            seconds=time.perf_counter() - started,
+        return IndexSummary.built(
+            report,
             version=version,
+            total=len(chunks),
+            new=embedded,
+            unchanged=len(chunks) - embedded,
+            deleted=sum(1 for h in old_hashes.values() if h not in current),
+            started=started,
         )
+
+    def _previous(self, recreate: bool) -> IndexInfo | None:
+        """The published index (None before the first build), after dropping versions
+        that crashed builds left; unless ``recreate``, it must have been built with this
+        embedder (:class:`IndexMismatchError` otherwise)."""
+        self.store.drop_stale_versions()
+        previous = self.store.index_info()
+        if previous is not None and not recreate:
+            self.store.check_compatible(
+                embed_model=self.embedder.model_id,
+                dim=self.embedder.dim,
+                embed_revision=self.embedder.revision,
+            )
+        return previous
 
     def revision_digest(self, sources: Sources) -> str:
         """What a build of a git checkout depends on: the settings of
@@ -199,17 +204,15 @@ class Indexer:
             self._discard(version)
             raise
         reused = len(chunks) - embedded
-        return IndexSummary(
-            files=len(report.documents),
-            skipped=len(report.skipped),
-            skipped_files=list(report.skipped),
-            chunks_total=copied + len(chunks),
-            chunks_new=embedded,
-            chunks_unchanged=copied + reused,
-            # Old chunks of the changed files whose text no new chunk has.
-            chunks_deleted=max(0, previous.chunk_count - copied - reused),
-            seconds=time.perf_counter() - started,
+        return IndexSummary.built(
+            report,
             version=version,
+            total=copied + len(chunks),
+            new=embedded,
+            unchanged=copied + reused,
+            # Old chunks of the changed files whose text no new chunk has.
+            deleted=max(0, previous.chunk_count - copied - reused),
+            started=started,
         )
 
     def _create(self, digest: str, revision: Revision | None, reused: IndexInfo | None) -> str:
