@@ -39,8 +39,8 @@ from rag_core.milvus_client import open_client
 from rag_core.query_plan import SearchQuery, foreign_weight, fusion_of, plan_query
 from rag_core.settings import Settings
 from rag_core.store import MilvusStore
-from rag_core.store_search import fuse_hits, leg_searcher
-from rag_core.types import ScoredChunk
+from rag_core.store_search import LegSearch, fuse_hits, leg_searcher
+from rag_core.types import Embedder, ScoredChunk
 
 COPY_PREFIX = "bench_analyzer_"
 
@@ -92,6 +92,73 @@ def copy_with(client: MilvusClient, name: str, analyzer: str, data: list[dict]) 
     return True
 
 
+def plan_cases(
+    questions: Path, embedder: Embedder, settings: Settings, dense_search: LegSearch, depth: int
+) -> list[Case]:
+    """Each answerable question planned as ``RagPipeline.retrieve`` plans it, with its
+    dense leg (``depth`` chunks) already searched."""
+    foreign = foreign_weight(
+        settings.foreign_bm25_weight,
+        bm25_weight=settings.bm25_weight,
+        multilingual=embedder.multilingual,
+    )
+    cases = []
+    for asked in (q for q in load_questions(questions) if q.answerable):
+        query = plan_query(
+            asked.question,
+            docs_language=settings.docs_language,
+            fusion=fusion_of(settings),
+            foreign_bm25_weight=foreign,
+        )
+        vector = embedder.embed_queries([query.dense_text])[0].tolist()
+        dense = dense_search("dense", vector, depth)
+        cases.append(Case(asked.relevant, detect_script(asked.question), query, dense))
+    return cases
+
+
+def search_copies(
+    copies: MilvusClient, data: list[dict], cases: list[Case], depth: int
+) -> list[str]:
+    """Copy ``data`` once per analyzer, search every case's BM25 leg on each copy, drop the
+    copies; returns the analyzers this Milvus accepted."""
+    analyzers = []
+    try:
+        for analyzer in rows.ANALYZER_PARAMS:
+            name = f"{COPY_PREFIX}{analyzer}"
+            if name in copies.list_collections():
+                copies.drop_collection(name)
+            if not copy_with(copies, name, analyzer, data):
+                continue
+            analyzers.append(analyzer)
+            search = leg_searcher(copies, name, 60)
+            for case in cases:
+                text = case.query.bm25_text
+                case.bm25[analyzer] = search("bm25", text, depth) if text.strip() else []
+    finally:
+        for analyzer in rows.ANALYZER_PARAMS:
+            if f"{COPY_PREFIX}{analyzer}" in copies.list_collections():
+                copies.drop_collection(f"{COPY_PREFIX}{analyzer}")
+    return analyzers
+
+
+def print_scores(cases: list[Case], analyzers: list[str], candidates: int) -> None:
+    def hybrid(case: Case, analyzer: str) -> list[ScoredChunk]:
+        sparse = case.bm25[analyzer]
+        if not sparse or not case.query.fusion.bm25_weight:
+            return case.dense[:candidates]
+        return fuse_hits(case.dense, sparse, case.query.fusion, candidates)
+
+    counts = {split: sum(1 for c in cases if c.split == split) for split in SPLITS}
+    counts["all"] = len(cases)
+    table = [("dense", scores(cases, lambda c: c.dense[:candidates]))]  # type: ignore[arg-type]
+    for analyzer in analyzers:
+        table.append(
+            (f"bm25 {analyzer}", scores(cases, lambda c: c.bm25[analyzer][:candidates]))  # type: ignore[arg-type]  # noqa: B023
+        )
+        table.append((f"hybrid {analyzer}", scores(cases, lambda c: hybrid(c, analyzer))))  # type: ignore[arg-type]  # noqa: B023
+    print_table("recall@5 and MRR@10 per analyzer (default fusion)", table, counts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(_env_file=None)
@@ -106,63 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for row in page
     ]
-    depth_limit = args.candidates * settings.fusion_depth
+    depth = args.candidates * settings.fusion_depth
     dense_search = leg_searcher(client, version, 60)
-    foreign = foreign_weight(
-        settings.foreign_bm25_weight,
-        bm25_weight=settings.bm25_weight,
-        multilingual=embedder.multilingual,
-    )
-    cases = []
-    for asked in (q for q in load_questions(args.questions) if q.answerable):
-        query = plan_query(
-            asked.question,
-            docs_language=settings.docs_language,
-            fusion=fusion_of(settings),
-            foreign_bm25_weight=foreign,
-        )
-        vector = embedder.embed_queries([query.dense_text])[0].tolist()
-        dense = dense_search("dense", vector, depth_limit)
-        cases.append(Case(asked.relevant, detect_script(asked.question), query, dense))
+    cases = plan_cases(args.questions, embedder, settings, dense_search, depth)
     print(f"{len(data):,} rows of {version}; {len(cases)} answerable questions")
-
     copies = open_client(args.copies) if args.copies else client
-    analyzers = []
     try:
-        for analyzer in rows.ANALYZER_PARAMS:
-            name = f"{COPY_PREFIX}{analyzer}"
-            if name in copies.list_collections():
-                copies.drop_collection(name)
-            if not copy_with(copies, name, analyzer, data):
-                continue
-            analyzers.append(analyzer)
-            search = leg_searcher(copies, name, 60)
-            for case in cases:
-                text = case.query.bm25_text
-                case.bm25[analyzer] = search("bm25", text, depth_limit) if text.strip() else []
+        analyzers = search_copies(copies, data, cases, depth)
     finally:
-        for analyzer in rows.ANALYZER_PARAMS:
-            if f"{COPY_PREFIX}{analyzer}" in copies.list_collections():
-                copies.drop_collection(f"{COPY_PREFIX}{analyzer}")
         client.close()
         if copies is not client:
             copies.close()
-
-    def hybrid(case: Case, analyzer: str) -> list[ScoredChunk]:
-        sparse = case.bm25[analyzer]
-        if not sparse or not case.query.fusion.bm25_weight:
-            return case.dense[: args.candidates]
-        return fuse_hits(case.dense, sparse, case.query.fusion, args.candidates)
-
-    counts = {split: sum(1 for c in cases if c.split == split) for split in SPLITS}
-    counts["all"] = len(cases)
-    table = [("dense", scores(cases, lambda c: c.dense[: args.candidates]))]  # type: ignore[arg-type]
-    for analyzer in analyzers:
-        table.append(
-            (f"bm25 {analyzer}", scores(cases, lambda c: c.bm25[analyzer][: args.candidates]))  # type: ignore[arg-type]  # noqa: B023
-        )
-        table.append((f"hybrid {analyzer}", scores(cases, lambda c: hybrid(c, analyzer))))  # type: ignore[arg-type]  # noqa: B023
-    print_table("recall@5 and MRR@10 per analyzer (default fusion)", table, counts)
+    print_scores(cases, analyzers, args.candidates)
     return 0
 
 
